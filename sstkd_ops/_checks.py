@@ -1,0 +1,105 @@
+"""Input validation shared by the public ops.
+
+Every public op validates its arguments at the boundary and raises ``TypeError`` or
+``ValueError`` with a message of the form ``"<function>: argument '<name>' expected <what>,
+got <what came>"``. Nothing here uses ``assert``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _dtype_names(dtypes: Iterable[torch.dtype]) -> str:
+    return " or ".join(str(d).replace("torch.", "") for d in dtypes)
+
+
+def check_tensor(
+    fn: str,
+    name: str,
+    x: object,
+    *,
+    ndim: int | None = None,
+    dtypes: Sequence[torch.dtype] = FLOAT_DTYPES,
+    min_size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor of the given rank and dtype; return it.
+
+    ``min_size`` gives, per dimension, the smallest allowed extent (``None`` for no bound).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{fn}: argument '{name}' expected a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(
+            f"{fn}: argument '{name}' expected a {ndim}-D tensor, got shape {tuple(x.shape)} "
+            f"({x.dim()}-D)"
+        )
+    if dtypes and x.dtype not in dtypes:
+        raise TypeError(
+            f"{fn}: argument '{name}' expected dtype {_dtype_names(dtypes)}, got {x.dtype}"
+        )
+    if min_size is not None:
+        for dim, lo in enumerate(min_size):
+            if lo is not None and x.shape[dim] < lo:
+                raise ValueError(
+                    f"{fn}: argument '{name}' expected size >= {lo} in dimension {dim}, got "
+                    f"shape {tuple(x.shape)}"
+                )
+    return x
+
+
+def check_int(
+    fn: str, name: str, value: object, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Check that ``value`` is a Python int (not bool) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{fn}: argument '{name}' expected an int, got {type(value).__name__} "
+                        f"({value!r})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: argument '{name}' expected an int >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{fn}: argument '{name}' expected an int <= {maximum}, got {value}")
+    return value
+
+
+def check_float(
+    fn: str, name: str, value: object, *, minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """Check that ``value`` is a real number within ``[minimum, maximum]``; return it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{fn}: argument '{name}' expected a float, got {type(value).__name__} "
+                        f"({value!r})")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"{fn}: argument '{name}' expected a finite float, got nan")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{fn}: argument '{name}' expected a value >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{fn}: argument '{name}' expected a value <= {maximum}, got {value}")
+    return value
+
+
+def check_choice(fn: str, name: str, value: object, choices: Iterable[str]) -> str:
+    """Check that ``value`` is one of the strings in ``choices``."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{fn}: argument '{name}' expected one of {', '.join(repr(c) for c in choices)}, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def check_finite(fn: str, name: str, x: torch.Tensor) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf (one device sync)."""
+    if not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{fn}: argument '{name}' expected finite values, got {n_bad} NaN/Inf entries "
+            f"(shape {tuple(x.shape)})"
+        )

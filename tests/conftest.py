@@ -1,0 +1,57 @@
+"""Shared test fixtures and the one tolerance table for parity tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# shared/ sits beside the checkout (../shared); a copy inside the checkout also works.
+_SHARED_CANDIDATES = [REPO.parent / "shared", REPO / "shared"]
+SHARED = next((p for p in _SHARED_CANDIDATES if p.is_dir()), _SHARED_CANDIDATES[0])
+GOLDEN = SHARED / "golden"
+
+# Parity tolerances, fast path vs reference in the same dtype: (rtol, atol).
+TOL = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None,
+                 scale: float = 1.0, msg: str = "") -> None:
+    """``torch.testing.assert_close`` with the table's tolerance for ``dtype``.
+
+    ``scale`` widens both tolerances for long reductions (documented at the call site).
+    """
+    rtol, atol = TOL[dtype or expected.dtype]
+    torch.testing.assert_close(actual, expected, rtol=rtol * scale, atol=atol * scale,
+                               msg=(lambda m: f"{msg}\n{m}") if msg else None)
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    if not GOLDEN.is_dir():
+        pytest.skip(f"golden vectors not found at {GOLDEN}")
+    return GOLDEN
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# Triton kernels run on the CPU interpreter when there is no GPU. The variable is read when a
+# kernel is decorated, so it is set here, before any test module imports sstkd_ops.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
