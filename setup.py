@@ -49,13 +49,13 @@ def extension_kwargs() -> dict:
         use_cuda, why = False, "nvcc / CUDA_HOME not found"
     else:
         use_cuda, why = True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
-    cxx = ["-O3", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-std=c++20", "-fopenmp"]
     if use_cuda:
         ext = CUDAExtension(
             "sstkd_ops._C",
             sources + cu_sources,
             define_macros=[("SSTKD_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++20"]},
             extra_link_args=["-fopenmp"],
         )
     else:

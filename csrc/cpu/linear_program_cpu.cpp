@@ -1,0 +1,255 @@
+// CPU kernel of sstkd_ops::linear_program: one plane per task, parallel over planes.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "../linear_program.h"
+
+namespace sstkd {
+namespace {
+
+template <typename T>
+struct Spaces {
+  const T* in;
+  T* out;
+  T* ws;
+  T* ptr(int64_t operand) const {
+    const int64_t space = operand >> kSpaceShift;
+    const int64_t off = operand & kOffsetMask;
+    if (space == 0) return const_cast<T*>(in) + off;
+    if (space == 1) return out + off;
+    return ws + off;
+  }
+};
+
+// Valid separable correlation with stride/phase; tmp holds (Hs-rows touched, Wo).
+template <typename T>
+void sep_corr(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1,
+              int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1, const T* f2,
+              int64_t l2, T* tmp, bool acc) {
+  // Column pass first on the rows that are needed: tmp[r, j] for r in [0, (Ho-1) s1 + l1).
+  const int64_t rows = (Ho - 1) * s1 + l1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* srow = src + (r + p1) * Ws + p2;
+    T* trow = tmp + r * Wo;
+    for (int64_t j = 0; j < Wo; ++j) trow[j] = T(0);
+    for (int64_t b = 0; b < l2; ++b) {
+      const T w = f2[b];
+      const T* s = srow + b;
+      if (s2 == 1) {
+        for (int64_t j = 0; j < Wo; ++j) trow[j] += w * s[j];
+      } else {
+        for (int64_t j = 0; j < Wo; ++j) trow[j] += w * s[j * s2];
+      }
+    }
+  }
+  for (int64_t i = 0; i < Ho; ++i) {
+    T* drow = dst + i * Wo;
+    if (!acc) for (int64_t j = 0; j < Wo; ++j) drow[j] = T(0);
+    for (int64_t a = 0; a < l1; ++a) {
+      const T w = f1[a];
+      const T* trow = tmp + (i * s1 + a) * Wo;
+      for (int64_t j = 0; j < Wo; ++j) drow[j] += w * trow[j];
+    }
+  }
+}
+
+template <typename T>
+void sep_corr_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1,
+                int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1, const T* f2,
+                int64_t l2, T* tmp) {
+  // tmp[i, :] (length Wspan) = row-transpose of g[i, :]; then spread over rows.
+  const int64_t wspan = (Wo - 1) * s2 + l2;
+  for (int64_t i = 0; i < Ho; ++i) {
+    T* trow = tmp + i * wspan;
+    for (int64_t c = 0; c < wspan; ++c) trow[c] = T(0);
+    const T* grow = g + i * Wo;
+    for (int64_t b = 0; b < l2; ++b) {
+      const T w = f2[b];
+      T* t = trow + b;
+      if (s2 == 1) {
+        for (int64_t j = 0; j < Wo; ++j) t[j] += w * grow[j];
+      } else {
+        for (int64_t j = 0; j < Wo; ++j) t[j * s2] += w * grow[j];
+      }
+    }
+  }
+  for (int64_t i = 0; i < Ho; ++i) {
+    const T* trow = tmp + i * wspan;
+    for (int64_t a = 0; a < l1; ++a) {
+      const T w = f1[a];
+      T* drow = dst + (i * s1 + a + p1) * Ws + p2;
+      for (int64_t c = 0; c < wspan; ++c) drow[c] += w * trow[c];
+    }
+  }
+}
+
+template <typename T>
+void corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1, int64_t p1,
+            int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2, bool acc) {
+  for (int64_t i = 0; i < Ho; ++i) {
+    T* drow = dst + i * Wo;
+    if (!acc) for (int64_t j = 0; j < Wo; ++j) drow[j] = T(0);
+    for (int64_t a = 0; a < l1; ++a) {
+      const T* srow = src + (i * s1 + a + p1) * Ws + p2;
+      for (int64_t b = 0; b < l2; ++b) {
+        const T w = k[a * l2 + b];
+        if (w == T(0)) continue;
+        const T* s = srow + b;
+        for (int64_t j = 0; j < Wo; ++j) drow[j] += w * s[j * s2];
+      }
+    }
+  }
+}
+
+template <typename T>
+void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1, int64_t p1,
+              int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2) {
+  for (int64_t i = 0; i < Ho; ++i) {
+    const T* grow = g + i * Wo;
+    for (int64_t a = 0; a < l1; ++a) {
+      T* drow = dst + (i * s1 + a + p1) * Ws + p2;
+      for (int64_t b = 0; b < l2; ++b) {
+        const T w = k[a * l2 + b];
+        if (w == T(0)) continue;
+        T* d = drow + b;
+        for (int64_t j = 0; j < Wo; ++j) d[j * s2] += w * grow[j];
+      }
+    }
+  }
+}
+
+template <typename T>
+void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, const T* coefs,
+               const Spaces<T>& sp, T* tmp) {
+  for (int64_t q = 0; q < n_instr; ++q) {
+    const int64_t* c = instr + q * kInstrCols;
+    const bool acc = (c[0] & kAccumulate) != 0;
+    const int64_t op = c[0] & ~kAccumulate;
+    T* dst = sp.ptr(c[1]);
+    const T* a = sp.ptr(c[2]);
+    const int64_t n = c[4];
+    switch (op) {
+      case kGather: {
+        const int32_t* tab = tables + c[5];
+        if (acc) {
+          for (int64_t k = 0; k < n; ++k) dst[k] += a[tab[k]];
+        } else {
+          for (int64_t k = 0; k < n; ++k) dst[k] = a[tab[k]];
+        }
+        break;
+      }
+      case kScatterAdd: {
+        const int32_t* rowptr = tables + c[5];
+        const int32_t* col = rowptr + n + 1;
+        for (int64_t k = 0; k < n; ++k) {
+          T s = T(0);
+          for (int32_t j = rowptr[k]; j < rowptr[k + 1]; ++j) s += a[col[j]];
+          dst[k] += s;
+        }
+        break;
+      }
+      case kZero:
+        for (int64_t k = 0; k < n; ++k) dst[k] = T(0);
+        break;
+      case kSepCorr:
+        sep_corr(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                 coefs + c[16], c[17], tmp, acc);
+        break;
+      case kSepCorrT:
+        sep_corr_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                   coefs + c[16], c[17], tmp);
+        break;
+      case kAxpby: {
+        const T* b = sp.ptr(c[3]);
+        const T alpha = coefs[c[14]], beta = coefs[c[16]];
+        for (int64_t k = 0; k < n; ++k) dst[k] = alpha * a[k] + beta * b[k];
+        break;
+      }
+      case kCorr2d:
+        corr2d(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+               c[17], acc);
+        break;
+      case kCorr2dT:
+        corr2d_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                 c[17]);
+        break;
+      case kAxpy: {
+        const T alpha = coefs[c[14]];
+        for (int64_t k = 0; k < n; ++k) dst[k] += alpha * a[k];
+        break;
+      }
+      default:
+        TORCH_CHECK(false, "sstkd_ops::linear_program: unknown opcode ", op, " at instruction ",
+                    q);
+    }
+  }
+}
+
+// Scratch needed by the separable passes: max over kSepCorr/kSepCorrT of their tmp size.
+int64_t tmp_numel(const int64_t* instr, int64_t n_instr) {
+  int64_t need = 1;
+  for (int64_t q = 0; q < n_instr; ++q) {
+    const int64_t* c = instr + q * kInstrCols;
+    const int64_t op = c[0] & ~kAccumulate;
+    if (op == kSepCorr) need = std::max(need, ((c[8] - 1) * c[10] + c[15]) * c[9]);
+    if (op == kSepCorrT) need = std::max(need, c[8] * ((c[9] - 1) * c[12] + c[17]));
+  }
+  return need;
+}
+
+at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
+                              const at::Tensor& tables, const at::Tensor& coefs,
+                              int64_t out_numel, int64_t ws_numel, const at::Tensor&,
+                              const at::Tensor&, const at::Tensor&, int64_t) {
+  TORCH_CHECK(x.dim() == 2, "sstkd_ops::linear_program: x must be (planes, numel), got ",
+              x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "sstkd_ops::linear_program: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(instr.scalar_type() == at::kLong && instr.dim() == 2 &&
+                  instr.size(1) == kInstrCols,
+              "sstkd_ops::linear_program: instr must be int64 (n, ", kInstrCols, "), got ",
+              instr.scalar_type(), " ", instr.sizes());
+  TORCH_CHECK(tables.scalar_type() == at::kInt, "sstkd_ops::linear_program: tables must be "
+              "int32, got ", tables.scalar_type());
+  TORCH_CHECK(coefs.scalar_type() == at::kDouble, "sstkd_ops::linear_program: coefs must be "
+              "float64, got ", coefs.scalar_type());
+  TORCH_CHECK(out_numel >= 0 && ws_numel >= 0, "sstkd_ops::linear_program: negative sizes");
+  const auto xc = x.contiguous();
+  const auto ic = instr.contiguous().cpu();
+  const auto tc = tables.contiguous().cpu();
+  const int64_t planes = xc.size(0);
+  const int64_t in_numel = xc.size(1);
+  auto out = at::empty({planes, out_numel}, xc.options());
+  if (planes == 0) return out;
+  const int64_t n_instr = ic.size(0);
+  const int64_t* ip = ic.data_ptr<int64_t>();
+  validate_program(ip, n_instr, tc.data_ptr<int32_t>(), tc.numel(), coefs.numel(), in_numel,
+                   out_numel, ws_numel);
+  const int64_t tmp_n = tmp_numel(ip, n_instr);
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cpu", [&] {
+    const auto cc = coefs.contiguous().cpu().to(xc.scalar_type());
+    const scalar_t* cp = cc.data_ptr<scalar_t>();
+    const int32_t* tp = tc.data_ptr<int32_t>();
+    const scalar_t* xp = xc.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> ws(static_cast<size_t>(ws_numel) + 1);
+      std::vector<scalar_t> tmp(static_cast<size_t>(tmp_n));
+      for (int64_t p = begin; p < end; ++p) {
+        Spaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
+        run_plane<scalar_t>(ip, n_instr, tp, cp, sp, tmp.data());
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace sstkd
+
+TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
+  m.impl("linear_program", &sstkd::linear_program_cpu);
+}

@@ -1,0 +1,120 @@
+// Schema of the linear-program ops (kernels in cpu/ and cuda/) and program validation.
+#include "linear_program.h"
+
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+namespace sstkd {
+
+namespace {
+
+struct Bounds {
+  int64_t sizes[3];
+  void check(int64_t q, const char* what, int64_t operand, int64_t numel) const {
+    const int64_t space = operand >> kSpaceShift;
+    const int64_t off = operand & kOffsetMask;
+    TORCH_CHECK(space >= 0 && space <= 2, "sstkd_ops::linear_program: instruction ", q, ": ",
+                what, " has unknown address space ", space);
+    TORCH_CHECK(numel >= 0 && off + numel <= sizes[space], "sstkd_ops::linear_program: "
+                "instruction ", q, ": ", what, " [", off, ", ", off + numel,
+                ") exceeds its space of ", sizes[space], " elements");
+  }
+  int64_t room(int64_t operand) const {
+    return sizes[operand >> kSpaceShift] - (operand & kOffsetMask);
+  }
+};
+
+}  // namespace
+
+void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tables,
+                      int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
+                      int64_t ws_numel) {
+  const Bounds bounds{{in_numel, out_numel, ws_numel}};
+  for (int64_t q = 0; q < n_instr; ++q) {
+    const int64_t* c = instr + q * kInstrCols;
+    const int64_t op = c[0] & ~kAccumulate;
+    const int64_t n = c[4];
+    TORCH_CHECK((c[1] >> kSpaceShift) != 0, "sstkd_ops::linear_program: instruction ", q,
+                " writes to the read-only input");
+    auto check_table = [&](int64_t len, int64_t limit, int64_t first) {
+      TORCH_CHECK(c[5] >= 0 && c[5] + first + len <= n_tables, "sstkd_ops::linear_program: "
+                  "instruction ", q, ": table range exceeds the tables");
+      const int32_t* t = tables + c[5] + first;
+      for (int64_t k = 0; k < len; ++k) {
+        TORCH_CHECK(t[k] >= 0 && t[k] < limit, "sstkd_ops::linear_program: instruction ", q,
+                    ": table entry ", t[k], " outside [0, ", limit, ")");
+      }
+    };
+    switch (op) {
+      case kGather:
+        bounds.check(q, "dst", c[1], n);
+        check_table(n, bounds.room(c[2]), 0);
+        break;
+      case kScatterAdd: {
+        bounds.check(q, "dst", c[1], n);
+        TORCH_CHECK(c[5] >= 0 && c[5] + n + 1 <= n_tables, "sstkd_ops::linear_program: "
+                    "instruction ", q, ": rowptr exceeds the tables");
+        const int32_t* rowptr = tables + c[5];
+        for (int64_t k = 0; k < n; ++k) {
+          TORCH_CHECK(rowptr[k] <= rowptr[k + 1], "sstkd_ops::linear_program: instruction ",
+                      q, ": rowptr is not monotone");
+        }
+        TORCH_CHECK(rowptr[0] == 0, "sstkd_ops::linear_program: instruction ", q,
+                    ": rowptr must start at 0");
+        check_table(rowptr[n], bounds.room(c[2]), n + 1);
+        break;
+      }
+      case kZero:
+        bounds.check(q, "dst", c[1], n);
+        break;
+      case kAxpby:
+        bounds.check(q, "srcB", c[3], n);
+        [[fallthrough]];
+      case kAxpy:
+        bounds.check(q, "dst", c[1], n);
+        bounds.check(q, "srcA", c[2], n);
+        TORCH_CHECK(c[14] >= 0 && c[14] < n_coefs && c[16] >= 0 && c[16] < n_coefs,
+                    "sstkd_ops::linear_program: instruction ", q, ": coefficient out of range");
+        break;
+      case kSepCorr:
+      case kSepCorrT:
+      case kCorr2d:
+      case kCorr2dT: {
+        const bool transposed = (op == kSepCorrT || op == kCorr2dT);
+        const bool sep = (op == kSepCorr || op == kSepCorrT);
+        const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
+        const int64_t s1 = c[10], p1 = c[11], s2 = c[12], p2 = c[13];
+        const int64_t l1 = c[15], l2 = c[17];
+        TORCH_CHECK(Ho >= 1 && Wo >= 1 && s1 >= 1 && s2 >= 1 && p1 >= 0 && p2 >= 0 &&
+                        l1 >= 1 && l2 >= 1 && (Ho - 1) * s1 + p1 + l1 <= Hs &&
+                        (Wo - 1) * s2 + p2 + l2 <= Ws,
+                    "sstkd_ops::linear_program: instruction ", q, ": filter geometry "
+                    "out of range");
+        bounds.check(q, transposed ? "dst" : "src", transposed ? c[1] : c[2], Hs * Ws);
+        bounds.check(q, transposed ? "src" : "dst", transposed ? c[2] : c[1], Ho * Wo);
+        const int64_t ncoef = sep ? std::max(c[14] + l1, c[16] + l2) : c[14] + l1 * l2;
+        TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && ncoef <= n_coefs, "sstkd_ops::linear_program:"
+                    " instruction ", q, ": filter coefficients out of range");
+        break;
+      }
+      default:
+        TORCH_CHECK(false, "sstkd_ops::linear_program: unknown opcode ", c[0],
+                    " at instruction ", q);
+    }
+  }
+}
+
+}  // namespace sstkd
+
+TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
+  // x: (P, in_numel) planes; returns (P, out_numel). `instr` (n, 18) int64, `tables` int32,
+  // `coefs` float64 (cast to x's dtype by the kernel), `ws_numel` workspace elements per plane.
+  // The adj_* arguments describe the transpose program; kernels ignore them, autograd runs
+  // them as the backward (and the forward program as the backward of that).
+  m.def(
+      "linear_program(Tensor x, Tensor instr, Tensor tables, Tensor coefs, int out_numel, "
+      "int ws_numel, Tensor adj_instr, Tensor adj_tables, Tensor adj_coefs, int adj_ws_numel) "
+      "-> Tensor");
+}

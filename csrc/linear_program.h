@@ -1,0 +1,57 @@
+// A per-plane interpreter for fixed linear maps ("linear programs").
+//
+// The contourlet transform (and its adjoint) is a fixed linear map of each (H, W) plane,
+// built from a handful of primitives: index gathers (polyphase splits, resampling, periodic
+// and quincunx-periodic extension), separable or 2-D valid correlations with a stride and a
+// phase, and linear combinations. sstkd_ops/_linear_program.py compiles a transform into a
+// list of such instructions; the kernels here run the list on every plane, keeping the
+// plane's intermediates in a small per-plane workspace (cache resident on the CPU).
+//
+// Operand addressing: an operand is `space << 40 | offset` with space 0 = the plane's input,
+// 1 = the plane's output, 2 = the workspace. Instruction rows (int64) have kInstrCols columns:
+//   0 op, 1 dst, 2 srcA, 3 srcB, 4 n, 5 table offset, 6 Hs, 7 Ws, 8 Ho, 9 Wo,
+//   10 s1, 11 p1, 12 s2, 13 p2, 14 coef offset 1, 15 len 1, 16 coef offset 2, 17 len 2
+#pragma once
+#include <cstdint>
+
+namespace sstkd {
+
+constexpr int kInstrCols = 18;
+constexpr int64_t kSpaceShift = 40;
+constexpr int64_t kOffsetMask = (int64_t(1) << kSpaceShift) - 1;
+
+enum Op : int64_t {
+  // dst[k] = srcA[table[k]],                          k < n
+  kGather = 0,
+  // dst[table[k]] += srcA[k] (adjoint of kGather), stored as a gather-sum so that no
+  // kernel needs atomics: with rowptr = table[0 : n+1], col = table[n+1 : ...],
+  // dst[k] += sum_{j in [rowptr[k], rowptr[k+1])} srcA[col[j]],  k < n = dst size
+  kScatterAdd = 1,
+  // dst[k] = 0,                                        k < n
+  kZero = 2,
+  // dst[i, j] = sum_a sum_b f1[a] f2[b] srcA[s1 i + p1 + a, s2 j + p2 + b]
+  //   srcA is (Hs, Ws), dst is (Ho, Wo)
+  kSepCorr = 3,
+  // adjoint of kSepCorr: dst (Hs, Ws) += the transpose applied to srcA (Ho, Wo)
+  kSepCorrT = 4,
+  // dst[k] = alpha srcA[k] + beta srcB[k], alpha = coef[c1], beta = coef[c2], k < n
+  kAxpby = 5,
+  // dst[i, j] = sum_a sum_b K[a, b] srcA[s1 i + p1 + a, s2 j + p2 + b],  K is (len1, len2)
+  kCorr2d = 6,
+  // adjoint of kCorr2d
+  kCorr2dT = 7,
+  // dst[k] += alpha srcA[k], alpha = coef[c1]
+  kAxpy = 8,
+};
+
+// Added to kGather, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
+// (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
+constexpr int64_t kAccumulate = 256;
+
+// Check every instruction's operands against the sizes of the spaces, the tables and the
+// coefficient array (TORCH_CHECK with the instruction index on failure). Host pointers.
+void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tables,
+                      int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
+                      int64_t ws_numel);
+
+}  // namespace sstkd

@@ -1,0 +1,356 @@
+"""Fixed linear maps of image planes, compiled to a small instruction list ("program").
+
+The fused backends of the contourlet transform run such programs: ``_C`` (C++, one plane per
+task with the plane's intermediates in a cache-sized workspace), CUDA and Triton. A program is
+built once per (transform, plane size, dtype-independent) configuration with
+:class:`ProgramBuilder`; its exact transpose (the adjoint, i.e. the gradient) is derived
+mechanically by :meth:`Program.adjoint`, so backward needs nothing but shapes, and the adjoint
+of the adjoint is the forward again (double backward for free).
+
+Instruction semantics are documented in ``csrc/linear_program.h``; :func:`run_torch` is a
+plain-PyTorch interpreter of the same instructions, used to check programs and kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import torch
+
+N_COLS = 18
+SPACE_SHIFT = 40
+IN, OUT, WS = 0, 1, 2
+
+GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY = range(9)
+ACCUMULATE = 256
+_OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A (h, w) block of one address space (0 input, 1 output, 2 workspace)."""
+
+    space: int
+    offset: int
+    h: int
+    w: int
+
+    @property
+    def numel(self) -> int:
+        return self.h * self.w
+
+    @property
+    def operand(self) -> int:
+        return (self.space << SPACE_SHIFT) | self.offset
+
+
+@dataclasses.dataclass
+class Instr:
+    op: int
+    dst: Region
+    a: Region | None = None
+    b: Region | None = None
+    table: torch.Tensor | None = None  # int64, indices into a (GATHER) or dst (SCATTER_ADD)
+    stride: tuple[int, int, int, int] = (1, 0, 1, 0)  # s1, p1, s2, p2
+    f1: tuple[float, ...] = ()
+    f2: tuple[float, ...] = ()
+    kshape: tuple[int, int] = (0, 0)  # CORR2D kernel (rows, cols); f1 holds it row-major
+
+
+class ProgramBuilder:
+    """Record a linear map of an ``(h, w)`` input plane as instructions.
+
+    Regions of the workspace are allocated with :meth:`alloc` and returned with :meth:`free`
+    (first fit, so a program's workspace stays near its live set). Outputs are regions of
+    space 1 from :meth:`output`; they are write-only (reading one is refused), which keeps
+    the adjoint's input read-only.
+    """
+
+    def __init__(self, h: int, w: int):
+        self.input = Region(IN, 0, h, w)
+        self.instrs: list[Instr] = []
+        self._out_numel = 0
+        self._free: list[tuple[int, int]] = []  # (offset, size), sorted
+        self._ws_top = 0
+        self._ws_peak = 0
+
+    # -- memory -------------------------------------------------------------------------
+    def alloc(self, h: int, w: int) -> Region:
+        n = h * w
+        for i, (off, size) in enumerate(self._free):
+            if size >= n:
+                if size == n:
+                    self._free.pop(i)
+                else:
+                    self._free[i] = (off + n, size - n)
+                return Region(WS, off, h, w)
+        off = self._ws_top
+        self._ws_top += n
+        self._ws_peak = max(self._ws_peak, self._ws_top)
+        return Region(WS, off, h, w)
+
+    def free(self, *regions: Region) -> None:
+        for r in regions:
+            if r.space != WS or r.numel == 0:
+                continue
+            self._free.append((r.offset, r.numel))
+        self._free.sort()
+        merged: list[tuple[int, int]] = []
+        for off, size in self._free:
+            if merged and merged[-1][0] + merged[-1][1] == off:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((off, size))
+        if merged and merged[-1][0] + merged[-1][1] == self._ws_top:
+            self._ws_top = merged.pop()[0]
+        self._free = merged
+
+    def output(self, h: int, w: int) -> Region:
+        r = Region(OUT, self._out_numel, h, w)
+        self._out_numel += h * w
+        return r
+
+    # -- instructions ---------------------------------------------------------------------
+    def _src(self, r: Region) -> Region:
+        if r.space == OUT:
+            raise ValueError("linear program: output regions are write-only")
+        return r
+
+    def _dst(self, h: int, w: int, dst: Region | None) -> Region:
+        if dst is None:
+            return self.alloc(h, w)
+        if (dst.h, dst.w) != (h, w):
+            raise ValueError(f"linear program: destination is {dst.h}x{dst.w}, needs {h}x{w}")
+        return dst
+
+    def gather(self, src: Region, index: torch.Tensor, dst: Region | None = None) -> Region:
+        """``dst = src.flatten()[index]``; ``index`` is an integer (h, w) tensor."""
+        index = torch.as_tensor(index, dtype=torch.int64)
+        if index.dim() != 2:
+            raise ValueError("linear program: gather index must be 2-D")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= src.numel):
+            raise ValueError("linear program: gather index out of range")
+        dst = self._dst(*index.shape, dst)
+        self.instrs.append(Instr(GATHER, dst, self._src(src), table=index.flatten()))
+        return dst
+
+    def zero(self, dst: Region) -> Region:
+        self.instrs.append(Instr(ZERO, dst))
+        return dst
+
+    def scatter_add(self, dst: Region, src: Region, index: torch.Tensor) -> Region:
+        """``dst.flatten()[index] += src`` (``index`` shaped like ``src``)."""
+        index = torch.as_tensor(index, dtype=torch.int64).flatten()
+        if index.numel() != src.numel:
+            raise ValueError("linear program: scatter index must match the source size")
+        self.instrs.append(Instr(SCATTER_ADD, dst, self._src(src), table=index))
+        return dst
+
+    def sep_corr(self, src: Region, f1, f2, out_hw: tuple[int, int],
+                 stride: tuple[int, int, int, int] = (1, 0, 1, 0),
+                 dst: Region | None = None) -> Region:
+        """Valid separable correlation ``dst[i,j] = sum f1[a] f2[b] src[s1 i+p1+a, s2 j+p2+b]``."""
+        f1, f2 = tuple(float(v) for v in f1), tuple(float(v) for v in f2)
+        s1, p1, s2, p2 = stride
+        ho, wo = out_hw
+        if (ho - 1) * s1 + p1 + len(f1) > src.h or (wo - 1) * s2 + p2 + len(f2) > src.w:
+            raise ValueError("linear program: sep_corr reads outside its source")
+        dst = self._dst(ho, wo, dst)
+        self.instrs.append(Instr(SEP_CORR, dst, self._src(src), stride=stride, f1=f1, f2=f2))
+        return dst
+
+    def sep_corr_t(self, dst: Region, src: Region, f1, f2,
+                   stride: tuple[int, int, int, int] = (1, 0, 1, 0)) -> Region:
+        """Accumulate the transpose of :meth:`sep_corr` of ``src`` into ``dst`` (``+=``)."""
+        f1, f2 = tuple(float(v) for v in f1), tuple(float(v) for v in f2)
+        s1, p1, s2, p2 = stride
+        if (src.h - 1) * s1 + p1 + len(f1) > dst.h or (src.w - 1) * s2 + p2 + len(f2) > dst.w:
+            raise ValueError("linear program: sep_corr_t writes outside its destination")
+        self.instrs.append(Instr(SEP_CORR_T, dst, self._src(src), stride=stride, f1=f1, f2=f2))
+        return dst
+
+    def corr2d(self, src: Region, kernel: torch.Tensor, out_hw: tuple[int, int],
+               stride: tuple[int, int, int, int] = (1, 0, 1, 0),
+               dst: Region | None = None) -> Region:
+        """Valid 2-D correlation with ``kernel`` (k1, k2), strided like :meth:`sep_corr`."""
+        kernel = torch.as_tensor(kernel, dtype=torch.float64)
+        s1, p1, s2, p2 = stride
+        ho, wo = out_hw
+        k1, k2 = kernel.shape
+        if (ho - 1) * s1 + p1 + k1 > src.h or (wo - 1) * s2 + p2 + k2 > src.w:
+            raise ValueError("linear program: corr2d reads outside its source")
+        dst = self._dst(ho, wo, dst)
+        self.instrs.append(Instr(CORR2D, dst, self._src(src), stride=stride,
+                                 f1=tuple(kernel.flatten().tolist()), kshape=(k1, k2)))
+        return dst
+
+    def axpby(self, alpha: float, a: Region, beta: float, b: Region,
+              dst: Region | None = None) -> Region:
+        """``dst = alpha a + beta b`` (elementwise, same sizes)."""
+        if a.numel != b.numel:
+            raise ValueError("linear program: axpby operands differ in size")
+        dst = self._dst(a.h, a.w, dst)
+        self.instrs.append(Instr(AXPBY, dst, self._src(a), self._src(b),
+                                 f1=(float(alpha),), f2=(float(beta),)))
+        return dst
+
+    def copy(self, src: Region, dst: Region | None = None, scale: float = 1.0) -> Region:
+        index = torch.arange(src.numel).view(src.h, src.w)
+        if scale == 1.0:
+            return self.gather(src, index, dst)
+        return self.axpby(scale, src, 0.0, src, dst)
+
+    def build(self) -> Program:
+        return Program(self.input.numel, self._out_numel, self._ws_peak, list(self.instrs))
+
+
+@dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
+class Program:
+    """A compiled linear map ``(P, in_numel) -> (P, out_numel)``."""
+
+    in_numel: int
+    out_numel: int
+    ws_numel: int
+    instrs: list[Instr]
+
+    def adjoint(self) -> Program:
+        """The exact transpose: a program ``(P, out_numel) -> (P, in_numel)``."""
+        def swap(r: Region | None) -> Region | None:
+            if r is None or r.space == WS:
+                return r
+            return dataclasses.replace(r, space=OUT if r.space == IN else IN)
+
+        out: list[Instr] = [Instr(ZERO, Region(OUT, 0, 1, self.in_numel))]
+        if self.ws_numel:
+            out.append(Instr(ZERO, Region(WS, 0, 1, self.ws_numel)))
+        for ins in reversed(self.instrs):
+            dst, a, b = swap(ins.dst), swap(ins.a), swap(ins.b)
+            op = ins.op & ~ACCUMULATE
+            if op == ZERO:
+                pass
+            elif op == GATHER:
+                out.append(Instr(SCATTER_ADD, a, dst, table=ins.table))
+            elif op == SCATTER_ADD:
+                out.append(Instr(GATHER | ACCUMULATE, a, dst, table=ins.table))
+            elif op == SEP_CORR:
+                out.append(dataclasses.replace(ins, op=SEP_CORR_T, dst=a, a=dst))
+            elif op == SEP_CORR_T:
+                out.append(dataclasses.replace(ins, op=SEP_CORR | ACCUMULATE, dst=a, a=dst))
+            elif op == CORR2D:
+                out.append(dataclasses.replace(ins, op=CORR2D_T, dst=a, a=dst))
+            elif op == CORR2D_T:
+                out.append(dataclasses.replace(ins, op=CORR2D | ACCUMULATE, dst=a, a=dst))
+            elif op == AXPBY:
+                out.append(Instr(AXPY, a, dst, f1=ins.f1))
+                out.append(Instr(AXPY, b, dst, f1=ins.f2))
+            elif op == AXPY:
+                out.append(Instr(AXPY, a, dst, f1=ins.f1))
+            else:  # pragma: no cover - the builder emits nothing else
+                raise ValueError(f"linear program: unknown opcode {ins.op}")
+            # an overwritten value's adjoint is consumed here (never for the read-only input)
+            overwrote = op in _OVERWRITE_OPS and not ins.op & ACCUMULATE or op == ZERO
+            if overwrote and dst.space == WS:
+                out.append(Instr(ZERO, dst))
+        return Program(self.out_numel, self.in_numel, self.ws_numel, out)
+
+    @functools.cached_property
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(instr int64 (n, 18), tables int32, coefs float64)`` for the kernels."""
+        rows, tables, coefs = [], [], []
+        t_off = c_off = 0
+        for ins in self.instrs:
+            row = [0] * N_COLS
+            row[0] = ins.op
+            row[1] = ins.dst.operand
+            row[2] = ins.a.operand if ins.a is not None else 0
+            row[3] = ins.b.operand if ins.b is not None else 0
+            base = ins.op & ~ACCUMULATE
+            if base == GATHER:
+                row[4] = ins.table.numel()
+                row[5] = t_off
+                tables.append(ins.table.to(torch.int32))
+                t_off += ins.table.numel()
+            elif base == SCATTER_ADD:
+                # packed as a deterministic gather-sum: for destination k, the sources
+                # col[rowptr[k]:rowptr[k+1]] (CSR of the inverse table; no atomics needed)
+                n_dst = ins.dst.numel
+                counts = torch.bincount(ins.table, minlength=n_dst)
+                rowptr = torch.zeros(n_dst + 1, dtype=torch.int64)
+                rowptr[1:] = torch.cumsum(counts, 0)
+                col = torch.argsort(ins.table, stable=True)
+                row[4] = n_dst
+                row[5] = t_off
+                tables += [rowptr.to(torch.int32), col.to(torch.int32)]
+                t_off += n_dst + 1 + col.numel()
+            elif base in (ZERO, AXPBY, AXPY):
+                row[4] = ins.dst.numel
+            if ins.a is not None:
+                src, res = (ins.a, ins.dst) if base in (SEP_CORR, CORR2D) else (ins.dst, ins.a)
+                if base in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
+                    row[6], row[7], row[8], row[9] = src.h, src.w, res.h, res.w
+            row[10:14] = ins.stride
+            row[14], row[15] = c_off, (ins.kshape[0] if base in (CORR2D, CORR2D_T)
+                                       else len(ins.f1))
+            coefs.extend(ins.f1)
+            c_off += len(ins.f1)
+            row[16] = c_off if base not in (CORR2D, CORR2D_T) else row[14]
+            row[17] = ins.kshape[1] if base in (CORR2D, CORR2D_T) else len(ins.f2)
+            coefs.extend(ins.f2)
+            c_off += len(ins.f2)
+            rows.append(row)
+        instr = torch.tensor(rows, dtype=torch.int64).view(-1, N_COLS)
+        table = torch.cat(tables) if tables else torch.zeros(1, dtype=torch.int32)
+        coef = torch.tensor(coefs if coefs else [0.0], dtype=torch.float64)
+        return instr, table, coef
+
+
+def run_torch(program: Program, x: torch.Tensor) -> torch.Tensor:
+    """Plain-PyTorch interpreter: ``x (P, in_numel) -> (P, out_numel)``."""
+    planes = x.shape[0]
+    spaces = {IN: x, OUT: x.new_zeros(planes, program.out_numel),
+              WS: x.new_zeros(planes, max(program.ws_numel, 1))}
+
+    def view(r: Region) -> torch.Tensor:
+        return spaces[r.space][:, r.offset:r.offset + r.numel].view(planes, r.h, r.w)
+
+    def flat(r: Region) -> torch.Tensor:
+        return spaces[r.space][:, r.offset:r.offset + r.numel]
+
+    for ins in program.instrs:
+        acc = bool(ins.op & ACCUMULATE)
+        op = ins.op & ~ACCUMULATE
+        dst = flat(ins.dst)
+        if op == ZERO:
+            dst.zero_()
+        elif op == GATHER:
+            val = flat(ins.a)[:, ins.table.to(x.device)]
+            dst.add_(val) if acc else dst.copy_(val)
+        elif op == SCATTER_ADD:
+            dst.index_add_(1, ins.table.to(x.device), flat(ins.a))
+        elif op in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
+            s1, p1, s2, p2 = ins.stride
+            if op in (SEP_CORR, SEP_CORR_T):
+                k = (torch.tensor(ins.f1, dtype=x.dtype, device=x.device).view(-1, 1)
+                     * torch.tensor(ins.f2, dtype=x.dtype, device=x.device).view(1, -1))
+            else:
+                k = torch.tensor(ins.f1, dtype=x.dtype, device=x.device).view(ins.kshape)
+            k = k.view(1, 1, *k.shape)
+            if op in (SEP_CORR, CORR2D):
+                src = view(ins.a)[:, None, p1:, p2:]
+                val = torch.nn.functional.conv2d(src, k, stride=(s1, s2))
+                val = val[:, 0, :ins.dst.h, :ins.dst.w].reshape(planes, -1)
+                dst.add_(val) if acc else dst.copy_(val)
+            else:
+                g = view(ins.a)[:, None]
+                span = ((g.shape[2] - 1) * s1 + k.shape[2], (g.shape[3] - 1) * s2 + k.shape[3])
+                val = torch.nn.functional.conv_transpose2d(g, k, stride=(s1, s2))[:, 0]
+                d = view(ins.dst)
+                d[:, p1:p1 + span[0], p2:p2 + span[1]] += val
+        elif op == AXPBY:
+            dst.copy_(ins.f1[0] * flat(ins.a) + ins.f2[0] * flat(ins.b))
+        elif op == AXPY:
+            dst.add_(ins.f1[0] * flat(ins.a))
+        else:  # pragma: no cover
+            raise ValueError(f"linear program: unknown opcode {ins.op}")
+    return spaces[OUT]

@@ -1,0 +1,83 @@
+"""Autograd-aware execution of linear programs (see :mod:`sstkd_ops._linear_program`).
+
+Two ops share one contract: ``sstkd_ops::linear_program`` (C++ and CUDA kernels from
+``csrc/``) and ``sstkd_ops::linear_program_triton`` (Triton kernels). Each takes the program
+*and* its transpose; the registered backward runs the transpose with the same op, so
+gradients of any order exist, ``torch.compile(fullgraph=True)`` sees one opaque op per call,
+and nothing is saved for backward but the constant programs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from . import _backend
+from ._linear_program import Program
+
+
+def _register_autograd(name: str, op) -> None:
+    def fake(x, instr, tables, coefs, out_numel, ws_numel, adj_instr, adj_tables, adj_coefs,
+             adj_ws_numel):
+        return x.new_empty((x.shape[0], out_numel))
+
+    def setup(ctx, inputs, output):
+        x, instr, tables, coefs, out_numel, ws_numel, ai, at, ac, aws = inputs
+        ctx.programs = (instr, tables, coefs, ws_numel, ai, at, ac, aws)
+        ctx.in_numel = x.shape[1]
+
+    def backward(ctx, grad):
+        instr, tables, coefs, ws_numel, ai, at, ac, aws = ctx.programs
+        grad_x = op(grad.contiguous(), ai, at, ac, ctx.in_numel, aws, instr, tables, coefs,
+                    ws_numel)
+        return (grad_x,) + (None,) * 9
+
+    torch.library.register_fake(name)(fake)
+    torch.library.register_autograd(name, backward, setup_context=setup)
+
+
+@torch.library.custom_op("sstkd_ops::linear_program_triton", mutates_args=())
+def _linear_program_triton(x: torch.Tensor, instr: torch.Tensor, tables: torch.Tensor,
+                           coefs: torch.Tensor, out_numel: int, ws_numel: int,
+                           adj_instr: torch.Tensor, adj_tables: torch.Tensor,
+                           adj_coefs: torch.Tensor, adj_ws_numel: int) -> torch.Tensor:
+    from .triton.linear_program import run
+
+    return run(x, instr, tables, coefs, out_numel, ws_numel)
+
+
+_register_autograd("sstkd_ops::linear_program_triton", _linear_program_triton)
+
+
+@functools.cache
+def _register_compiled() -> bool:
+    if _backend.extension() is None:
+        return False
+    _register_autograd("sstkd_ops::linear_program", torch.ops.sstkd_ops.linear_program)
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def _packed_on(program: Program, device: torch.device, instr_on_host: bool):
+    instr, tables, coefs = program.packed
+    return (instr if instr_on_host else instr.to(device)), tables.to(device), coefs.to(device)
+
+
+def run_program(x: torch.Tensor, program: Program, adjoint: Program, backend: str
+                ) -> torch.Tensor:
+    """Run ``program`` on planes ``x (P, in_numel)`` with ``backend`` ('cpu', 'cuda', 'triton').
+
+    Differentiable (any order); the backward runs ``adjoint`` with the same backend.
+    """
+    if backend == "triton":
+        op, on_host = torch.ops.sstkd_ops.linear_program_triton, True
+    else:
+        if not _register_compiled():
+            raise _backend.BackendUnavailableError(
+                f"linear programs need the compiled extension ({_backend.extension_error()})")
+        op, on_host = torch.ops.sstkd_ops.linear_program, False
+    fi, ft, fc = _packed_on(program, x.device, on_host)
+    ai, at, ac = _packed_on(adjoint, x.device, on_host)
+    return op(x.contiguous(), fi, ft, fc, program.out_numel, program.ws_numel, ai, at, ac,
+              adjoint.ws_numel)
