@@ -6,5 +6,19 @@ the environment variable ``SSTKD_BACKEND`` overrides the default ``"auto"``.
 """
 
 from ._backend import BackendUnavailableError, available_backends, build_info
+from .contourlet import dfb_dec, dfb_rec, lp_dec, lp_rec, pdfb_dec, pdfb_pad, pdfb_rec
+
+__all__ = [
+    "BackendUnavailableError",
+    "available_backends",
+    "build_info",
+    "dfb_dec",
+    "dfb_rec",
+    "lp_dec",
+    "lp_rec",
+    "pdfb_dec",
+    "pdfb_pad",
+    "pdfb_rec",
+]
 
 __version__ = "0.1.0"
