@@ -38,19 +38,19 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
     const int64_t n = c[4];
     TORCH_CHECK((c[1] >> kSpaceShift) != 0, "sstkd_ops::linear_program: instruction ", q,
                 " writes to the read-only input");
-    auto check_table = [&](int64_t len, int64_t limit, int64_t first) {
+    auto check_table = [&](int64_t len, int64_t limit, int64_t first, int32_t lowest = 0) {
       TORCH_CHECK(c[5] >= 0 && c[5] + first + len <= n_tables, "sstkd_ops::linear_program: "
                   "instruction ", q, ": table range exceeds the tables");
       const int32_t* t = tables + c[5] + first;
       for (int64_t k = 0; k < len; ++k) {
-        TORCH_CHECK(t[k] >= 0 && t[k] < limit, "sstkd_ops::linear_program: instruction ", q,
-                    ": table entry ", t[k], " outside [0, ", limit, ")");
+        TORCH_CHECK(t[k] >= lowest && t[k] < limit, "sstkd_ops::linear_program: instruction ",
+                    q, ": table entry ", t[k], " outside [", lowest, ", ", limit, ")");
       }
     };
     switch (op) {
       case kGather:
         bounds.check(q, "dst", c[1], n);
-        check_table(n, bounds.room(c[2]), 0);
+        check_table(n, bounds.room(c[2]), 0, -1);  // -1 reads zero
         break;
       case kScatterAdd: {
         bounds.check(q, "dst", c[1], n);
@@ -70,13 +70,16 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         bounds.check(q, "dst", c[1], n);
         break;
       case kAxpby:
-        bounds.check(q, "srcB", c[3], n);
-        [[fallthrough]];
       case kAxpy:
         bounds.check(q, "dst", c[1], n);
         bounds.check(q, "srcA", c[2], n);
-        TORCH_CHECK(c[14] >= 0 && c[14] < n_coefs && c[16] >= 0 && c[16] < n_coefs,
-                    "sstkd_ops::linear_program: instruction ", q, ": coefficient out of range");
+        TORCH_CHECK(c[14] >= 0 && c[14] < n_coefs, "sstkd_ops::linear_program: instruction ",
+                    q, ": coefficient out of range");
+        if (op == kAxpby) {
+          bounds.check(q, "srcB", c[3], n);
+          TORCH_CHECK(c[16] >= 0 && c[16] < n_coefs, "sstkd_ops::linear_program: "
+                      "instruction ", q, ": coefficient out of range");
+        }
         break;
       case kSepCorr:
       case kSepCorrT:

@@ -21,7 +21,7 @@ constexpr int64_t kSpaceShift = 40;
 constexpr int64_t kOffsetMask = (int64_t(1) << kSpaceShift) - 1;
 
 enum Op : int64_t {
-  // dst[k] = srcA[table[k]],                          k < n
+  // dst[k] = srcA[table[k]] (0 where table[k] == -1),  k < n
   kGather = 0,
   // dst[table[k]] += srcA[k] (adjoint of kGather), stored as a gather-sum so that no
   // kernel needs atomics: with rowptr = table[0 : n+1], col = table[n+1 : ...],

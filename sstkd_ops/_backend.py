@@ -17,8 +17,8 @@ The choice comes from the op's ``backend=`` argument, else from the environment 
 
 from __future__ import annotations
 
-import functools
 import importlib
+import importlib.util
 import json
 import os
 from collections.abc import Collection
@@ -41,13 +41,21 @@ class BackendUnavailableError(RuntimeError):
     """A backend was requested explicitly but cannot run here."""
 
 
-@functools.cache
-def _load_extension() -> tuple[object | None, str]:
+def _import_extension() -> tuple[object | None, str]:
     try:
         module = importlib.import_module("sstkd_ops._C")
     except ImportError as exc:  # not built, or built against another torch
         return None, f"{type(exc).__name__}: {exc}"
     return module, ""
+
+
+# Resolved once at import, so that dispatch inside torch.compile'd code is plain reads.
+_EXTENSION, _EXTENSION_ERROR = _import_extension()
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def _load_extension() -> tuple[object | None, str]:
+    return _EXTENSION, _EXTENSION_ERROR
 
 
 def extension():
@@ -69,13 +77,9 @@ def has_cuda_kernels() -> bool:
     return bool(ext is not None and getattr(ext, "with_cuda", False) and torch.cuda.is_available())
 
 
-@functools.cache
 def has_triton() -> bool:
-    try:
-        importlib.import_module("triton")
-    except ImportError:
-        return False
-    return True
+    """Whether Triton is installed (not imported until a Triton kernel is used)."""
+    return _HAS_TRITON
 
 
 def triton_interpreted() -> bool:

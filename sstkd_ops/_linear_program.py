@@ -124,15 +124,18 @@ class ProgramBuilder:
             raise ValueError(f"linear program: destination is {dst.h}x{dst.w}, needs {h}x{w}")
         return dst
 
-    def gather(self, src: Region, index: torch.Tensor, dst: Region | None = None) -> Region:
-        """``dst = src.flatten()[index]``; ``index`` is an integer (h, w) tensor."""
+    def gather(self, src: Region, index: torch.Tensor, dst: Region | None = None,
+               accumulate: bool = False) -> Region:
+        """``dst (+)= src.flatten()[index]``; ``index`` is an integer (h, w) tensor whose
+        entries -1 read zero."""
         index = torch.as_tensor(index, dtype=torch.int64)
         if index.dim() != 2:
             raise ValueError("linear program: gather index must be 2-D")
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= src.numel):
+        if index.numel() and (int(index.min()) < -1 or int(index.max()) >= src.numel):
             raise ValueError("linear program: gather index out of range")
         dst = self._dst(*index.shape, dst)
-        self.instrs.append(Instr(GATHER, dst, self._src(src), table=index.flatten()))
+        op = GATHER | ACCUMULATE if accumulate else GATHER
+        self.instrs.append(Instr(op, dst, self._src(src), table=index.flatten()))
         return dst
 
     def zero(self, dst: Region) -> Region:
@@ -195,14 +198,64 @@ class ProgramBuilder:
                                  f1=(float(alpha),), f2=(float(beta),)))
         return dst
 
+    def axpy(self, dst: Region, alpha: float, src: Region) -> Region:
+        """``dst += alpha src``."""
+        if dst.numel != src.numel:
+            raise ValueError("linear program: axpy operands differ in size")
+        self.instrs.append(Instr(AXPY, dst, self._src(src), f1=(float(alpha),)))
+        return dst
+
     def copy(self, src: Region, dst: Region | None = None, scale: float = 1.0) -> Region:
         index = torch.arange(src.numel).view(src.h, src.w)
         if scale == 1.0:
             return self.gather(src, index, dst)
         return self.axpby(scale, src, 0.0, src, dst)
 
-    def build(self) -> Program:
-        return Program(self.input.numel, self._out_numel, self._ws_peak, list(self.instrs))
+    def build(self, reuse: bool = True) -> Program:
+        """Freeze the instructions; with ``reuse``, workspace regions whose lifetimes do not
+        overlap share memory (first fit over the instruction order)."""
+        instrs = list(self.instrs)
+        ws_numel = self._ws_peak
+        if reuse:
+            instrs, ws_numel = _assign_workspace(instrs)
+        return Program(self.input.numel, self._out_numel, ws_numel, instrs)
+
+
+def _assign_workspace(instrs: list[Instr]) -> tuple[list[Instr], int]:
+    """Re-place workspace regions so that regions with disjoint lifetimes share memory."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for q, ins in enumerate(instrs):
+        for r in (ins.dst, ins.a, ins.b):
+            if r is not None and r.space == WS:
+                first.setdefault(r.offset, q)
+                last[r.offset] = q
+                size[r.offset] = max(size.get(r.offset, 0), r.numel)
+    placed: dict[int, int] = {}
+    active: list[tuple[int, int, int]] = []  # (end, offset, size)
+    peak = 0
+    for off in sorted(first, key=lambda o: (first[o], o)):
+        start = first[off]
+        active = [a for a in active if a[0] >= start]
+        taken = sorted((a[1], a[1] + a[2]) for a in active)
+        pos = 0
+        for lo, hi in taken:
+            if pos + size[off] <= lo:
+                break
+            pos = max(pos, hi)
+        placed[off] = pos
+        active.append((last[off], pos, size[off]))
+        peak = max(peak, pos + size[off])
+
+    def move(r: Region | None) -> Region | None:
+        if r is None or r.space != WS:
+            return r
+        return dataclasses.replace(r, offset=placed[r.offset])
+
+    out = [dataclasses.replace(ins, dst=move(ins.dst), a=move(ins.a), b=move(ins.b))
+           for ins in instrs]
+    return out, peak
 
 
 @dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
@@ -275,10 +328,12 @@ class Program:
                 # packed as a deterministic gather-sum: for destination k, the sources
                 # col[rowptr[k]:rowptr[k+1]] (CSR of the inverse table; no atomics needed)
                 n_dst = ins.dst.numel
-                counts = torch.bincount(ins.table, minlength=n_dst)
+                valid = torch.nonzero(ins.table >= 0).flatten()  # -1 entries send nothing
+                targets = ins.table[valid]
+                counts = torch.bincount(targets, minlength=n_dst)
                 rowptr = torch.zeros(n_dst + 1, dtype=torch.int64)
                 rowptr[1:] = torch.cumsum(counts, 0)
-                col = torch.argsort(ins.table, stable=True)
+                col = valid[torch.argsort(targets, stable=True)]
                 row[4] = n_dst
                 row[5] = t_off
                 tables += [rowptr.to(torch.int32), col.to(torch.int32)]
@@ -324,10 +379,13 @@ def run_torch(program: Program, x: torch.Tensor) -> torch.Tensor:
         if op == ZERO:
             dst.zero_()
         elif op == GATHER:
-            val = flat(ins.a)[:, ins.table.to(x.device)]
+            tab = ins.table.to(x.device)
+            val = flat(ins.a)[:, tab.clamp(min=0)] * (tab >= 0).to(x.dtype)
             dst.add_(val) if acc else dst.copy_(val)
         elif op == SCATTER_ADD:
-            dst.index_add_(1, ins.table.to(x.device), flat(ins.a))
+            tab = ins.table.to(x.device)
+            keep = tab >= 0
+            dst.index_add_(1, tab[keep], flat(ins.a)[:, keep])
         elif op in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
             s1, p1, s2, p2 = ins.stride
             if op in (SEP_CORR, SEP_CORR_T):

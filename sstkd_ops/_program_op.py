@@ -59,9 +59,29 @@ def _register_compiled() -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _packed_on(program: Program, device: torch.device, instr_on_host: bool):
+def packed_on(program: Program, device: torch.device, instr_on_host: bool):
+    """The program's ``(instr, tables, coefs)`` on ``device`` (``instr`` kept on the host for
+    the Triton launcher, which reads it to launch one kernel per instruction)."""
     instr, tables, coefs = program.packed
     return (instr if instr_on_host else instr.to(device)), tables.to(device), coefs.to(device)
+
+
+def raw_kernel(backend: str):
+    """``f(x, instr, tables, coefs, out_numel, ws_numel)`` running a packed program with
+    ``backend`` ('cpu', 'cuda' or 'triton') and no autograd of its own."""
+    if backend == "triton":
+        from .triton.linear_program import run
+
+        return run
+    if _backend.extension() is None:
+        raise _backend.BackendUnavailableError(
+            f"linear programs need the compiled extension ({_backend.extension_error()})")
+
+    def run_compiled(x, instr, tables, coefs, out_numel, ws_numel):
+        return torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs, out_numel, ws_numel,
+                                                  instr, tables, coefs, ws_numel)
+
+    return run_compiled
 
 
 def run_program(x: torch.Tensor, program: Program, adjoint: Program, backend: str
@@ -77,7 +97,7 @@ def run_program(x: torch.Tensor, program: Program, adjoint: Program, backend: st
             raise _backend.BackendUnavailableError(
                 f"linear programs need the compiled extension ({_backend.extension_error()})")
         op, on_host = torch.ops.sstkd_ops.linear_program, False
-    fi, ft, fc = _packed_on(program, x.device, on_host)
-    ai, at, ac = _packed_on(adjoint, x.device, on_host)
+    fi, ft, fc = packed_on(program, x.device, on_host)
+    ai, at, ac = packed_on(adjoint, x.device, on_host)
     return op(x.contiguous(), fi, ft, fc, program.out_numel, program.ws_numel, ai, at, ac,
               adjoint.ws_numel)

@@ -27,10 +27,12 @@ Conventions shared by every op here:
   quincunx sampling and the toolbox's algorithm does not reconstruct (found with this port).
 * NaN/Inf: the transform is linear and does no checking; non-finite inputs propagate to the
   outputs (through the filter support) like in any convolution.
-* All outputs are differentiable with respect to all inputs (plain PyTorch ops).
-* Backends: only ``"reference"`` (pure PyTorch) exists for now; the backend is chosen by
-  :func:`sstkd_ops._backend.select_backend` from ``backend=`` / ``$SSTKD_BACKEND``. Results
-  are deterministic.
+* All outputs are differentiable with respect to all inputs, to any order.
+* Backends, chosen by :func:`sstkd_ops._backend.select_backend` from ``backend=`` /
+  ``$SSTKD_BACKEND``: ``"reference"`` (pure PyTorch, autograd through the ops) and the fused
+  ``"cpu"`` (C++), ``"cuda"`` and ``"triton"`` kernels, which run the same reference code
+  traced into a per-plane program (:mod:`sstkd_ops._contourlet_programs`) with a
+  hand-derived exact adjoint as the backward. Every backend is deterministic.
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ from collections.abc import Sequence
 
 import torch
 
+from . import _contourlet_fused as _fused
 from ._backend import select_backend
 from ._checks import check_choice, check_int, check_tensor
+from ._contourlet_programs import band_shapes, dfb_image_shape
 from .filters import DFB_FILTERS, LADDER_FILTERS, LP_FILTERS
 from .reference import contourlet as _ref
 
 __all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec", "pdfb_pad",
            "pdfb_multiple", "dfb_band_shapes", "LP_FILTERS", "DFB_FILTERS"]
 
-# op -> backend -> implementation. Adding a backend is one entry per op.
+# op -> backend -> implementation. The fused backends run the traced program of the same
+# reference code (sstkd_ops._contourlet_fused); adding a backend is one entry per op.
 _IMPLS = {
     "lp_dec": {"reference": _ref.lp_dec},
     "lp_rec": {"reference": _ref.lp_rec},
@@ -56,6 +61,9 @@ _IMPLS = {
     "pdfb_dec": {"reference": _ref.pdfb_dec},
     "pdfb_rec": {"reference": _ref.pdfb_rec},
 }
+for _name in ("cpu", "cuda", "triton"):
+    for _op, _fn in _fused.implementations(_name).items():
+        _IMPLS[_op][_name] = _fn
 
 
 def _impl(fn: str, x: torch.Tensor, backend: str | None):
@@ -78,12 +86,7 @@ def dfb_band_shapes(height: int, width: int, nlev: int) -> list[tuple[int, int]]
     ``nlev = 0``: the image itself; ``1``: two bands of ``(H/2, W)``; ``>= 2``: bands
     ``k < 2**(nlev-1)`` are ``(H/2**(nlev-1), W/2)``, the others ``(H/2, W/2**(nlev-1))``.
     """
-    if nlev == 0:
-        return [(height, width)]
-    if nlev == 1:
-        return [(height // 2, width)] * 2
-    half = 2 ** (nlev - 1)
-    return ([(height // half, width // 2)] * half + [(height // 2, width // half)] * half)
+    return band_shapes(height, width, nlev)
 
 
 def pdfb_multiple(nlevs: Sequence[int], dfilt: str = "pkva") -> int:
@@ -274,9 +277,7 @@ def _check_dfb_bands(fn: str, name: str, bands: object, ref: torch.Tensor | None
     first = check_tensor(fn, f"{name}[0]", bands[0], ndim=4, min_size=(None, None, 1, 1))
     ref = first if ref is None else ref
     if size is None:
-        h, w = first.shape[-2:]
-        size = (h, w) if nlev == 0 else ((2 * h, w) if nlev == 1 else
-                                         (h * 2 ** (nlev - 1), 2 * w))
+        size = dfb_image_shape(tuple(first.shape[-2:]), nlev)
     for k, (band, (h, w)) in enumerate(zip(bands, dfb_band_shapes(*size, nlev))):
         _check_like(fn, f"{name}[{k}]", band, ref, (*ref.shape[:2], h, w))
     return list(bands), nlev

@@ -17,6 +17,10 @@ def run_compiled(x, prog, adj):
 
 
 def _random_program(h: int, w: int, seed: int):
+    return _random_builder(h, w, seed).build()
+
+
+def _random_builder(h: int, w: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     b = ProgramBuilder(h, w)
     x = b.input
@@ -37,14 +41,17 @@ def _random_program(h: int, w: int, seed: int):
     idx = (torch.arange(up.h)[:, None] % h) * w + torch.arange(up.w)[None, :] % w
     b.scatter_add(folded, up, idx)
     b.free(up)
+    holes = torch.arange(h * w).view(h, w)
+    holes[::2, 1::2] = -1  # -1 entries read zero
     mix = b.axpby(0.5, folded, -2.0, x)
+    b.gather(x, holes, dst=mix, accumulate=True)
     out1 = b.output(h, w)
     b.copy(mix, out1)
     out2 = b.output(ho, wo)
     b.copy(low, out2, scale=3.0)
     out3 = b.output(h, w - 1)
     b.copy(c2, out3)
-    return b.build()
+    return b
 
 
 @pytest.mark.parametrize("h, w", [(9, 11), (8, 8), (5, 13)])
@@ -60,10 +67,13 @@ def test_adjoint_is_exact_transpose(h, w):
     torch.testing.assert_close(run_torch(adj.adjoint(), x), run_torch(prog, x))
 
 
-def test_workspace_is_reused():
+def test_workspace_is_reused_without_changing_results():
     prog = _random_program(9, 11, seed=1)
     total = sum(ins.dst.numel for ins in prog.instrs if ins.dst.space == 2)
     assert 0 < prog.ws_numel < total
+    x = torch.randn(2, prog.in_numel, dtype=torch.float64)
+    b = _random_builder(9, 11, seed=1)
+    torch.testing.assert_close(run_torch(b.build(reuse=False), x), run_torch(prog, x))
 
 
 @needs_ext
@@ -92,12 +102,12 @@ def test_compiled_op_gradients_of_first_and_second_order():
 
 @needs_ext
 def test_compiled_op_passes_opcheck():
-    from sstkd_ops._program_op import _packed_on
+    from sstkd_ops._program_op import packed_on
 
     prog = _random_program(6, 7, seed=4)
     adj = prog.adjoint()
-    fi, ft, fc = _packed_on(prog, torch.device("cpu"), False)
-    ai, at, ac = _packed_on(adj, torch.device("cpu"), False)
+    fi, ft, fc = packed_on(prog, torch.device("cpu"), False)
+    ai, at, ac = packed_on(adj, torch.device("cpu"), False)
     x = torch.randn(2, prog.in_numel, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.sstkd_ops.linear_program,
                           (x, fi, ft, fc, prog.out_numel, prog.ws_numel, ai, at, ac,
@@ -115,10 +125,10 @@ def test_no_state_is_kept_without_grad():
 @needs_ext
 @pytest.mark.parametrize("corrupt", ["opcode", "offset", "table"])
 def test_malformed_program_raises_instead_of_crashing(corrupt):
-    from sstkd_ops._program_op import _packed_on
+    from sstkd_ops._program_op import packed_on
 
     prog = _random_program(6, 7, seed=6)
-    fi, ft, fc = (t.clone() for t in _packed_on(prog, torch.device("cpu"), False))
+    fi, ft, fc = (t.clone() for t in packed_on(prog, torch.device("cpu"), False))
     if corrupt == "opcode":
         fi[0, 0] = 99
     elif corrupt == "offset":

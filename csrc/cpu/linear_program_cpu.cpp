@@ -135,9 +135,9 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
       case kGather: {
         const int32_t* tab = tables + c[5];
         if (acc) {
-          for (int64_t k = 0; k < n; ++k) dst[k] += a[tab[k]];
+          for (int64_t k = 0; k < n; ++k) dst[k] += tab[k] >= 0 ? a[tab[k]] : T(0);
         } else {
-          for (int64_t k = 0; k < n; ++k) dst[k] = a[tab[k]];
+          for (int64_t k = 0; k < n; ++k) dst[k] = tab[k] >= 0 ? a[tab[k]] : T(0);
         }
         break;
       }

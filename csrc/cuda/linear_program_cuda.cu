@@ -51,7 +51,8 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
     case kGather: {
       const int32_t* tab = tables + c[5];
       for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-        const T v = a[tab[k]];
+        const int32_t t = tab[k];
+        const T v = t >= 0 ? a[t] : T(0);
         dst[k] = acc ? dst[k] + v : v;
       }
       break;

@@ -116,31 +116,44 @@ def dfb_rec(subbands: list[torch.Tensor], dfilt: str = "pkva") -> torch.Tensor:
     return _unplanes(_dfb_rec_planes([_planes(t)[0] for t in subbands], dfilt), bc)
 
 
-def pdfb_dec(x: torch.Tensor, pfilt: str = "9-7", dfilt: str = "pkva",
-             nlevs: tuple[int, ...] = (3, 3)) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
-    """Toolbox ``pdfbdec``: lowpass and, per pyramid level coarse to fine, its subbands."""
+def pdfb_dec_planes(x, pfilt: str, dfilt: str, nlevs: tuple[int, ...]):
+    """:func:`pdfb_dec` on planes ``(N, H, W)``: ``(lowpass, [bands of each level])``."""
     h, g = _filters.pfilters(pfilt, x.dtype, x.device)
-    cur, bc = _planes(x)
-    bands: list[list[torch.Tensor]] = []
+    cur = x
+    bands = []
     for nlev in reversed(tuple(nlevs)):
         if nlev == 0:
             cur, *dirs = _wfb_dec_planes(cur, h, g)
         else:
             cur, detail = _lp_dec_planes(cur, h, g)
             dirs = _dfb_dec_planes(detail, dfilt, nlev)
-        bands.append([_unplanes(t, bc) for t in dirs])
-    return _unplanes(cur, bc), bands[::-1]
+        bands.append(list(dirs))
+    return cur, bands[::-1]
+
+
+def pdfb_rec_planes(lowpass, bands, pfilt: str, dfilt: str):
+    """:func:`pdfb_rec` on planes: a level with 3 subbands is a wavelet level."""
+    h, g = _filters.pfilters(pfilt, lowpass.dtype, lowpass.device)
+    cur = lowpass
+    for parts in bands:
+        if len(parts) == 3:
+            cur = _wfb_rec_planes(cur, *parts, h, g)
+        else:
+            cur = _lp_rec_planes(cur, _dfb_rec_planes(list(parts), dfilt), h, g)
+    return cur
+
+
+def pdfb_dec(x: torch.Tensor, pfilt: str = "9-7", dfilt: str = "pkva",
+             nlevs: tuple[int, ...] = (3, 3)) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+    """Toolbox ``pdfbdec``: lowpass and, per pyramid level coarse to fine, its subbands."""
+    xp, bc = _planes(x)
+    low, bands = pdfb_dec_planes(xp, pfilt, dfilt, nlevs)
+    return _unplanes(low, bc), [[_unplanes(t, bc) for t in level] for level in bands]
 
 
 def pdfb_rec(lowpass: torch.Tensor, bands: list[list[torch.Tensor]], pfilt: str = "9-7",
              dfilt: str = "pkva") -> torch.Tensor:
     """Toolbox ``pdfbrec``: a level with 3 subbands is a wavelet level, else a DFB level."""
-    h, g = _filters.pfilters(pfilt, lowpass.dtype, lowpass.device)
-    cur, bc = _planes(lowpass)
-    for level in bands:
-        parts = [_planes(t)[0] for t in level]
-        if len(parts) == 3:
-            cur = _wfb_rec_planes(cur, *parts, h, g)
-        else:
-            cur = _lp_rec_planes(cur, _dfb_rec_planes(parts, dfilt), h, g)
-    return _unplanes(cur, bc)
+    bc = lowpass.shape[:2]
+    parts = [[_planes(t)[0] for t in level] for level in bands]
+    return _unplanes(pdfb_rec_planes(_planes(lowpass)[0], parts, pfilt, dfilt), bc)

@@ -35,8 +35,8 @@ def _gather_kernel(dst, d_off, d_stride, src, s_off, s_stride, tab, t_off, n,
     p = tl.program_id(0)
     k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = k < n
-    idx = tl.load(tab + t_off + k, mask=m, other=0)
-    v = tl.load(src + p * s_stride + s_off + idx, mask=m, other=0.0)
+    idx = tl.load(tab + t_off + k, mask=m, other=-1)
+    v = tl.load(src + p * s_stride + s_off + idx, mask=m & (idx >= 0), other=0.0)
     dptr = dst + p * d_stride + d_off + k
     if ACC:
         v += tl.load(dptr, mask=m, other=0.0)
