@@ -56,7 +56,10 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     """Peak bytes allocated by torch during one call of ``fn()`` above what was live before.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the torch profiler's memory events
-    (allocations minus frees, running maximum), which sees every tensor torch allocates.
+    (allocations minus frees, running maximum), which sees every tensor torch allocates. Each
+    event's *self* memory is used: an op's total includes the allocations of the ops nested
+    in it, which would count one allocation once per enclosing op. Inductor-compiled code
+    allocates outside the profiler's view, so its figures are lower bounds.
     """
     device = torch.device(device)
     gc.collect()
@@ -71,11 +74,11 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = [e for e in prof.events() if getattr(e, "cpu_memory_usage", 0)]
+    events = [e for e in prof.events() if getattr(e, "self_cpu_memory_usage", 0)]
     events.sort(key=lambda e: e.time_range.start)
     live = peak = 0
     for e in events:
-        live += e.cpu_memory_usage
+        live += e.self_cpu_memory_usage
         peak = max(peak, live)
     return int(peak)
 
@@ -190,3 +193,4 @@ def plot_bars(rows: list[Mapping[str, object]], *, group: str, series: str, valu
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+

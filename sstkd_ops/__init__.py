@@ -21,4 +21,9 @@ __all__ = [
     "pdfb_rec",
 ]
 
+# texture statistics (QCO / DTIEM)
+from .texture_stats import QCO1d, TextureStats, qco_1d, qco_1d_tem, qco_2d, texture_equalize  # noqa: E402
+
+__all__ += ["QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d", "texture_equalize"]
+
 __version__ = "0.1.0"

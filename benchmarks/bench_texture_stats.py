@@ -1,0 +1,154 @@
+"""Benchmark the texture-statistics ops: reference eager, reference + torch.compile, C++ ('cpu'),
+Triton and CUDA, forward and forward+backward, time and peak extra memory.
+
+Usage (from the repository root, extension built in place):
+    python benchmarks/bench_texture_stats.py --quick            # CPU: (2, 64, 128, 128), N = 128
+    python benchmarks/bench_texture_stats.py --device cuda      # full sweep of the issue
+
+Rows are appended to ``benchmarks/results/texture_stats.csv`` and a bar plot is written to
+``benchmarks/results/texture_stats_<device>_<threads>threads[_quick].png``. ``peak_mb`` is the
+peak of torch allocations during one call above what was live before it (harness.peak_memory);
+``extra_mb`` is that minus the gradient of ``x`` (fwd+bwd), i.e. the memory an op needs beyond
+its input and output. ``frac_of_copy_bw`` is the bandwidth of the x passes (2 reads forward,
++2 reads and 1 write backward, over the whole op's time: a lower bound) relative to ``x.clone()``.
+On a shared machine, ``--threads 1`` gives the steadiest ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import (  # noqa: E402
+    RESULTS,
+    append_csv,
+    env_info,
+    peak_memory,
+    plot_bars,
+    time_fn,
+)
+
+from sstkd_ops import _backend  # noqa: E402
+from sstkd_ops.reference import texture_stats as ref  # noqa: E402
+from sstkd_ops.texture_stats import qco_1d, texture_equalize  # noqa: E402
+
+OFFSETS = ((1, 1),)
+
+
+def _make_fn(op: str, backend: str, N: int):
+    """(x) -> tuple of differentiable outputs."""
+    if op == "texture_equalize":
+        if backend == "ref+compile":
+            compiled = torch.compile(lambda x: ref.texture_equalize(x, N, 2, 0.5, OFFSETS)[:3])
+            return compiled
+        return lambda x: tuple(texture_equalize(x, N, 2, 0.5, OFFSETS, backend=backend))[:3]
+    if op == "qco_1d":
+        if backend == "ref+compile":
+            return torch.compile(lambda x: ref.qco_1d(x, N)[:2])
+        return lambda x: tuple(qco_1d(x, N, backend=backend))[:2]
+    raise ValueError(op)
+
+
+def _bench_one(op, backend, shape, N, device, dtype, warmup, reps):
+    x = torch.randn(shape, device=device, dtype=dtype)
+    fn = _make_fn(op, backend, N)
+    with torch.no_grad():
+        outs = fn(x)
+    weights = [torch.randn_like(o) for o in outs]
+
+    def fwd():
+        with torch.no_grad():
+            fn(x)
+
+    def fwd_bwd():
+        xx = x.detach().requires_grad_()
+        outs = fn(xx)
+        loss = sum((o * w).sum() for o, w in zip(outs, weights))
+        loss.backward()
+
+    # bandwidth: the fused passes over x read it twice forward and twice + write once backward;
+    # compared with a plain copy (read + write) timed in the same run
+    nbytes = x.numel() * x.element_size()
+    copy = time_fn(lambda: x.clone(), warmup=warmup, reps=reps, device=device)["median_ms"]
+    copy_gbps = 2 * nbytes / copy / 1e6
+    rows = []
+    for mode, f in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        t = time_fn(f, warmup=warmup, reps=reps, device=device)
+        peak = peak_memory(f, device)
+        grad_bytes = x.numel() * x.element_size() if mode == "fwd+bwd" else 0
+        rows.append({"op": op, "mode": mode, "backend": backend, "shape": "x".join(map(str, shape)),
+                     "N": N, "dtype": str(dtype).replace("torch.", ""),
+                     "median_ms": round(t["median_ms"], 3), "iqr_ms": round(t["iqr_ms"], 3),
+                     "peak_mb": round(peak / 2**20, 3),
+                     "extra_mb": round(max(peak - grad_bytes, 0) / 2**20, 3)})
+        x_gbps = (2 if mode == "fwd" else 5) * nbytes / t["median_ms"] / 1e6
+        rows[-1].update({"x_pass_gbps": round(x_gbps, 2),
+                         "frac_of_copy_bw": round(x_gbps / copy_gbps, 3)})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CPU-sized: (2, 64, 128, 128), N=128")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--ops", default="texture_equalize,qco_1d")
+    p.add_argument("--no-compile", action="store_true", help="skip reference + torch.compile")
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--csv", default=str(RESULTS / "texture_stats.csv"))
+    args = p.parse_args()
+
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        shapes, levels = [(2, 64, 128, 128)], [128]
+    else:
+        shapes, levels = [(8, 256, 128, 128), (8, 64, 128, 128)], [8, 32, 128]
+    reps = args.reps or (5 if device.type == "cpu" else 20)
+    backends = ["reference"] + ([] if args.no_compile else ["ref+compile"])
+    fast = [b for b in ("cpu", "triton", "cuda") if b in _backend.available_backends(device)]
+    if device.type == "cpu":
+        fast = [b for b in fast if b != "triton"]  # the interpreter is not a speed path
+    env = env_info(device)
+    all_rows = []
+    for op in args.ops.split(","):
+        for shape in shapes:
+            for N in levels:
+                op_backends = backends + [b for b in fast if op == "texture_equalize"
+                                          or b != "triton"]
+                rows = []
+                for be in op_backends:
+                    try:
+                        rows += _bench_one(op, be, shape, N, device, torch.float32, 1, reps)
+                    except Exception as exc:  # record and go on (e.g. compile failure)
+                        print(f"[skip] {op} {be} {shape} N={N}: {type(exc).__name__}: {exc}")
+                for r in rows:
+                    base = next(b for b in rows if b["backend"] == "reference"
+                                and b["mode"] == r["mode"])
+                    r["speedup_vs_ref"] = round(base["median_ms"] / r["median_ms"], 2)
+                    ratio = base["extra_mb"] / max(r["extra_mb"], 1e-3)
+                    r["extra_mem_ratio_vs_ref"] = round(ratio, 1)
+                    r.update(env)
+                    print(f"{r['op']:17s} {r['mode']:8s} {r['backend']:12s} {r['shape']:15s} "
+                          f"N={r['N']:<4d} {r['median_ms']:9.2f} ms  peak {r['peak_mb']:8.2f} MB"
+                          f"  extra {r['extra_mb']:8.2f} MB  x{r['speedup_vs_ref']:.2f} time, "
+                          f"x{r['extra_mem_ratio_vs_ref']:.1f} less extra memory")
+                all_rows += rows
+    append_csv(args.csv, all_rows)
+    tag = "_quick" if args.quick else ""
+    png = RESULTS / f"texture_stats_{device.type}_{env['threads']}threads{tag}.png"
+    plot_bars([{**r, "case": f"{r['op']} {r['mode']} {r['shape']} N={r['N']}"} for r in all_rows],
+              group="case", series="backend", value="median_ms", path=png,
+              title=f"texture stats, {env['machine']} ({env['threads']} threads)")
+    print(f"wrote {args.csv} and {png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Texture statistics: STLNet's quantize-and-count (QCO) and DTIEM intensity equalisation.
+
+Public ops (METHOD.md section 4):
+
+* :func:`qco_1d` -- STLNet ``QCO_1d``, parameter-free part: levels and normalised counts.
+* :func:`qco_2d` -- STLNet ``QCO_2d``: per-cell co-occurrence with the (+1, +1) neighbour.
+* :func:`qco_1d_tem` -- the TEM product ``out[b, :, i] = sum_n f[b, :, n] E[b, n, i]``.
+* :func:`texture_equalize` -- DTIEM: Lloyd-Max levels, hat code, histogram, denoising,
+  equalised map and co-occurrence matrices.
+
+The fused backends (``cpu``: C++, ``cuda``: CUDA, ``triton``) never build the ``(B, N, H*W)``
+code or the ``(B, N, N, H*W)`` co-occurrence tensors: their extra memory is
+``O(B*H*W + B*N*N)``. ``reference`` (plain PyTorch, :mod:`sstkd_ops.reference.texture_stats`)
+builds them and is the oracle. The C++ and CUDA kernels reduce in a fixed order, so results are
+bitwise reproducible run to run; see each op for its backends.
+
+Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
+non-finite; the ops raise ``ValueError`` in eager mode (under ``torch.compile`` the compiled
+kernels raise ``RuntimeError`` instead, the reference propagates NaN).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import NamedTuple
+
+import torch
+
+from . import _backend, _checks
+from . import texture_stats_ops as _ops
+from .reference import texture_stats as _ref
+
+_FUSED = ("cpu", "cuda", "triton")
+
+
+class QCO1d(NamedTuple):
+    """Result of :func:`qco_1d`."""
+
+    levels: torch.Tensor  #: (B, L) level centres (differentiable through min / max of S)
+    sta: torch.Tensor  #: (B, L) normalised counts (sum 1; NaN for a constant S, see qco_1d)
+    cos_sim: torch.Tensor  #: (B, H, W) texture intensity S, for :func:`qco_1d_tem`
+
+
+class TextureStats(NamedTuple):
+    """Result of :func:`texture_equalize`."""
+
+    q: torch.Tensor  #: (B, H, W) equalised texture intensity, in [0, 1]
+    cooc: torch.Tensor  #: (B, D, N, N) co-occurrence per offset, each sums to 1
+    hist: torch.Tensor  #: (B, N) denoised histogram (sums to 1)
+    levels: torch.Tensor  #: (B, N) quantisation levels (no gradient)
+
+
+@torch.compiler.assume_constant_result
+def _select(fn: str, device: str, backend: str | None, implemented: tuple[str, ...]) -> str:
+    """``select_backend`` run once at trace time under ``torch.compile`` (a constant there).
+
+    Also registers the autograd / fake functions of the compiled ops, or imports the Triton
+    module, before the first use of the chosen backend.
+    """
+    probe = SimpleNamespace(device=torch.device(device))
+    be = _backend.select_backend(fn, probe, backend, implemented)  # type: ignore[arg-type]
+    if be in ("cpu", "cuda"):
+        _ops.ensure_registered()
+    elif be == "triton":
+        importlib.import_module(".triton.texture_stats", __package__)
+    return be
+
+
+def _fused_ops(backend: str):
+    """The building blocks of a fused backend (``cpu``/``cuda``: compiled, ``triton``)."""
+    if backend == "triton":
+        return sys.modules[__package__ + ".triton.texture_stats"]
+    return torch.ops.sstkd_ops
+
+
+def _implemented(op: str) -> tuple[str, ...]:
+    """Backends with code for ``op`` (availability is checked by select_backend)."""
+    return ("cpu", "cuda", "triton") if op == "texture_equalize" else ("cpu", "cuda")
+
+
+def _check_x(fn: str, x: object) -> torch.Tensor:
+    return _checks.check_tensor(fn, "x", x, ndim=4, min_size=(1, 1, 1, 1))
+
+
+def _check_s_finite(fn: str, s: torch.Tensor) -> None:
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(s).all()):
+        bad = int((~torch.isfinite(s)).sum())
+        raise ValueError(f"{fn}: argument 'x' expected finite values, got NaN/Inf (the texture "
+                         f"intensity of {bad} pixels is not finite)")
+
+
+def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> QCO1d:
+    """STLNet's 1-D quantization-and-counting operator, parameter-free part.
+
+    Per image: texture intensity ``S_p = cos(x[:, p], mean_p x[:, p])``, levels
+    ``q_k = min S + (2k+1)/(2L) (max S - min S)``, code ``E_kp = 1 - |q_k - S_p|`` where that
+    exceeds ``1 - (q_1 - q_0)`` (else 0), ``sta_k = sum_p E_kp / sum_{k,p} E_kp``. Forward and
+    gradients match the official code (golden vectors ``shared/golden/qco``): min / max send
+    their gradient to the first extremal pixel, the mask and the spacing carry none.
+
+    Args:
+        x: ``(B, C, H, W)`` float32/float64 feature map.
+        num_levels: L >= 1 (L = 1: one level, mask width ``max S - min S``; the official code
+            fails there).
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+
+    Returns:
+        :class:`QCO1d` ``(levels (B, L), sta (B, L), cos_sim (B, H, W))``, all differentiable
+        w.r.t. ``x``. A constant ``S`` (constant map, H = W = 1, ...) gives ``sta = NaN`` and a
+        NaN gradient, as the official code (0 / 0). An all-zero pixel vector has ``S = 0``.
+
+    Determinism: all backends are deterministic.
+
+    Example:
+        >>> out = qco_1d(torch.randn(2, 16, 8, 8), 8)
+        >>> out.sta.shape, bool(torch.allclose(out.sta.sum(-1), torch.ones(2)))
+        (torch.Size([2, 8]), True)
+    """
+    fn = "qco_1d"
+    x = _check_x(fn, x)
+    L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    be = _select(fn, str(x.device), backend, _implemented(fn))
+    if be == "reference":
+        if not torch.compiler.is_compiling():
+            _checks.check_finite(fn, "x", x)
+        return QCO1d(*_ref.qco_1d(x, L))
+    ops = _fused_ops(be)
+    s = ops.texstat_cos_sim(x, 1)[0]
+    _check_s_finite(fn, s)
+    levels, sta = ops.texstat_qco(s, L, False)[:2]
+    return QCO1d(levels, sta, s)
+
+
+def _qco_2d_sizes(fn: str, shape: torch.Size, L: int, S: int) -> None:
+    H, W = shape[-2:]
+    if H // L != 0 or W // L != 0:
+        H, W = (H // L) * L, (W // L) * L
+    if H == 0 or W == 0:
+        raise ValueError(f"{fn}: argument 'x' expected H and W both >= num_levels or both < "
+                         f"num_levels (STLNet pools to multiples of L), got shape "
+                         f"{tuple(shape)} with num_levels={L}")
+    if H % S or W % S:
+        raise ValueError(f"{fn}: argument 'scale' expected a divisor of the pooled size "
+                         f"{(H, W)}, got {S}")
+
+
+def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
+           backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """STLNet's 2-D quantization-and-counting operator (co-occurrence), parameter-free part.
+
+    ``x`` is first average-pooled to ``(floor(H/L) L, floor(W/L) L)`` when H >= L or W >= L
+    (the identity for multiples of L), split into ``scale x scale`` cells; each pixel is
+    compared with its cell's mean vector; per cell, levels and the masked code are those of
+    :func:`qco_1d` and ``sta[i, j] = sum_{y,x} E_i(y, x) E_j(y+1, x+1) / (total + 1e-6)``
+    (pairs never cross a cell border).
+
+    Args:
+        x: ``(B, C, H, W)`` float32/float64.
+        num_levels: L >= 1.
+        scale: S >= 1, must divide the pooled H and W.
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+
+    Returns:
+        ``levels (B, S*S, L)`` and ``sta (B, S*S, L, L)`` (``[b, cell, i, j]``, i at (y, x),
+        j at (y+1, x+1)), differentiable w.r.t. ``x``. Constant cells give ``sta = 0`` and a
+        zero gradient. STLNet's ``sta_cat`` is ``[q_j, q_i, sta]`` over ``i*L + j``.
+
+    Determinism: all backends are deterministic.
+
+    Example:
+        >>> levels, sta = qco_2d(torch.randn(1, 8, 16, 16), 8, 2)
+        >>> tuple(sta.shape)
+        (1, 4, 8, 8)
+    """
+    fn = "qco_2d"
+    x = _check_x(fn, x)
+    L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    S = _checks.check_int(fn, "scale", scale, minimum=1)
+    _qco_2d_sizes(fn, x.shape, L, S)
+    be = _select(fn, str(x.device), backend, _implemented(fn))
+    if be == "reference":
+        if not torch.compiler.is_compiling():
+            _checks.check_finite(fn, "x", x)
+        return _ref.qco_2d(x, L, S)
+    ops = _fused_ops(be)
+    xp = _ref.qco_2d_pool(x, L)
+    s = ops.texstat_cos_sim(xp, S)[0]
+    _check_s_finite(fn, s)
+    cells = _ref.cells_view(s, S)  # (B, S*S, h, w), O(B*H*W)
+    B, G, h, w = cells.shape
+    levels, sta = ops.texstat_qco(cells.reshape(B * G, h, w), L, True)[:2]
+    return levels.reshape(B, G, L), sta.reshape(B, G, L, L)
+
+
+def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
+               backend: str | None = None) -> torch.Tensor:
+    """STLNet TEM's product of per-level features with the QCO_1d code, without the code.
+
+    ``out[b, :, p] = sum_k f[b, :, k] E[b, k, p]`` with ``E`` the masked code of
+    :func:`qco_1d` (at most two non-zero levels per pixel), i.e. ``bmm(f, quant^T)``.
+
+    Args:
+        f: ``(B, C, L)`` per-level features.
+        cos_sim: ``(B, H, W)`` texture intensity (``qco_1d(...).cos_sim``).
+        levels: ``(B, L)`` levels (``qco_1d(...).levels``).
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+
+    Returns:
+        ``(B, C, H, W)``, differentiable w.r.t. ``f``, ``cos_sim`` and ``levels`` (the mask
+        width ``q_1 - q_0`` is not differentiated, as in the official code).
+
+    Determinism: all backends are deterministic.
+
+    Example:
+        >>> x = torch.randn(2, 16, 8, 8)
+        >>> q = qco_1d(x, 8)
+        >>> qco_1d_tem(torch.randn(2, 4, 8), q.cos_sim, q.levels).shape
+        torch.Size([2, 4, 8, 8])
+    """
+    fn = "qco_1d_tem"
+    f = _checks.check_tensor(fn, "f", f, ndim=3, min_size=(1, 1, 1))
+    cos_sim = _checks.check_tensor(fn, "cos_sim", cos_sim, ndim=3, min_size=(1, 1, 1))
+    levels = _checks.check_tensor(fn, "levels", levels, ndim=2)
+    B, L = f.shape[0], f.shape[2]
+    if cos_sim.shape[0] != B or tuple(levels.shape) != (B, L):
+        raise ValueError(f"{fn}: argument 'levels' expected shape {(B, L)} and 'cos_sim' batch "
+                         f"{B} (from f {tuple(f.shape)}), got levels {tuple(levels.shape)}, "
+                         f"cos_sim {tuple(cos_sim.shape)}")
+    if not (f.dtype == cos_sim.dtype == levels.dtype):
+        raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
+                        f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
+    be = _select(fn, str(f.device), backend, _implemented(fn))
+    _check_s_finite(fn, cos_sim)
+    if be == "reference":
+        return _ref.qco_1d_tem(f, cos_sim, levels)
+    ops = _fused_ops(be)
+    H, W = cos_sim.shape[1:]
+    delta = _ref.qco_1d_delta(cos_sim, levels)
+    out = ops.texstat_qco_tem(f, cos_sim.reshape(B, H * W), levels, delta)
+    return out.reshape(B, f.shape[1], H, W)
+
+
+def _check_offsets(fn: str, offsets: object) -> tuple[tuple[int, int], ...]:
+    ok = isinstance(offsets, Sequence) and len(offsets) > 0
+    if ok:
+        for d in offsets:
+            if not (isinstance(d, Sequence) and len(d) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in d)):
+                ok = False
+    if not ok:
+        raise TypeError(f"{fn}: argument 'offsets' expected a non-empty sequence of (dy, dx) "
+                        f"int pairs, got {offsets!r}")
+    return tuple((int(d[0]), int(d[1])) for d in offsets)
+
+
+def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, theta: float = 0.5,
+                     offsets: Sequence[tuple[int, int]] = ((1, 1),), *,
+                     backend: str | None = None) -> TextureStats:
+    """DTIEM: denoised texture-intensity equalisation (METHOD.md section 4).
+
+    Per image: texture intensity ``S`` (cosine to the global mean feature), N levels from
+    STLNet's bin centres refined by ``iters`` Lloyd-Max steps (nearest level, first on ties;
+    a level without pixels stays), hat code (linear interpolation between the two levels that
+    bracket ``S``; below the first / above the last level all weight goes to it), histogram
+    ``h = mean_p E``, clip at ``theta * max(h)`` with the clipped mass spread evenly,
+    ``CDF_n = sum_{m<=n} h'_m - h'_n / 2``, equalised map ``Q_p = sum_n E_np CDF_n`` and, per
+    offset ``d = (dy, dx)``, ``M_nm = mean over pixel pairs (p, p + d) inside the image of
+    E_np E_m(p+d)`` (all zero when no pair fits).
+
+    Args:
+        x: ``(B, C, H, W)`` float32/float64 feature map.
+        num_levels: N >= 1 (N = 1: ``Q = 0.5``, ``hist = cooc = 1``, zero gradient).
+        iters: K >= 0 Lloyd-Max steps (0: STLNet's levels).
+        theta: clip fraction in [0, 1]; 1 disables the denoising.
+        offsets: non-empty sequence of ``(dy, dx)`` int pairs (STLNet: ``((1, 1),)``; the
+            CUDA kernels take at most 8).
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
+
+    Returns:
+        :class:`TextureStats` ``(q (B, H, W), cooc (B, D, N, N), hist (B, N), levels (B, N))``.
+        ``q``, ``cooc`` and ``hist`` are differentiable w.r.t. ``x`` (piecewise: the gradient
+        through the code is zero for pixels clamped to the first or last level); ``levels``
+        carry no gradient. A constant map puts every pixel on the last level (``Q`` constant,
+        zero gradient); an all-zero pixel vector has ``S = 0``.
+
+    Determinism: ``reference``, ``cpu`` and ``cuda`` are bitwise reproducible run to run;
+    ``triton`` is too (per-block partial sums, no atomics).
+
+    Example:
+        >>> out = texture_equalize(torch.randn(2, 16, 12, 12), num_levels=8)
+        >>> out.q.shape, out.cooc.shape, round(float(out.hist.sum(-1)[0]), 4)
+        (torch.Size([2, 12, 12]), torch.Size([2, 1, 8, 8]), 1.0)
+    """
+    fn = "texture_equalize"
+    x = _check_x(fn, x)
+    N = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    K = _checks.check_int(fn, "iters", iters, minimum=0)
+    theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
+    offs = _check_offsets(fn, offsets)
+    be = _select(fn, str(x.device), backend, _implemented(fn))
+    if be == "reference":
+        if not torch.compiler.is_compiling():
+            _checks.check_finite(fn, "x", x)
+        return TextureStats(*_ref.texture_equalize(x, N, K, theta, offs))
+    ops = _fused_ops(be)
+    s = ops.texstat_cos_sim(x, 1)[0]
+    _check_s_finite(fn, s)
+    flat = [v for d in offs for v in d]
+    q, cooc, hist, levels = ops.texstat_dtiem(s, N, K, theta, flat)[:4]
+    return TextureStats(q, cooc, hist, levels)

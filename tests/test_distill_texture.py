@@ -1,0 +1,103 @@
+"""SSTKD texture modules: losses against hand-computed values, gradients, bad input."""
+
+import pytest
+import torch
+
+import sstkd_ops
+from sstkd.distill import (
+    ContourletDecomposition,
+    TextureDistiller,
+    TextureIntensityEqualization,
+    statistical_loss,
+    structural_loss,
+)
+
+
+def test_structural_loss_by_hand():
+    low_s, low_t = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)           # MSE 1
+    lvl0_s = [torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)]
+    lvl0_t = [torch.full((1, 1, 2, 2), 2.0), torch.zeros(1, 1, 2, 2)]        # mean(4, 0) = 2
+    lvl1_s = [torch.zeros(1, 1, 4, 4)] * 4
+    lvl1_t = [torch.full((1, 1, 4, 4), 3.0)] + [torch.zeros(1, 1, 4, 4)] * 3  # mean(9,0,0,0)
+    loss = structural_loss((low_s, [lvl0_s, lvl1_s]), (low_t, [lvl0_t, lvl1_t]))
+    assert float(loss) == pytest.approx(1.0 + 2.0 + 9.0 / 4)
+
+
+def test_statistical_loss_by_hand():
+    s = sstkd_ops.TextureStats(q=torch.zeros(2, 2, 2), cooc=torch.zeros(2, 1, 2, 2),
+                               hist=torch.zeros(2, 2), levels=torch.zeros(2, 2))
+    t = sstkd_ops.TextureStats(q=torch.full((2, 2, 2), 0.5), cooc=torch.zeros(2, 1, 2, 2),
+                               hist=torch.zeros(2, 2), levels=torch.zeros(2, 2))
+    t.cooc[0, 0, 0, 1] = 0.5   # image 0: squared distance 0.25; image 1: 0
+    loss = statistical_loss(s, t, beta=2.0)
+    assert float(loss) == pytest.approx(0.25 + 2.0 * (0.25 + 0.0) / 2)
+
+
+def test_cdm_pads_to_a_valid_size_and_matches_pdfb_dec():
+    cdm = ContourletDecomposition(nlevs=(2, 3))
+    x = torch.randn(1, 2, 30, 20)
+    low, bands = cdm(x)
+    xp, _ = sstkd_ops.pdfb_pad(x, (2, 3))
+    ref_low, ref_bands = sstkd_ops.pdfb_dec(xp, nlevs=(2, 3), backend="reference")
+    torch.testing.assert_close(low, ref_low)
+    assert [len(b) for b in bands] == [4, 8]
+    torch.testing.assert_close(bands[1][5], ref_bands[1][5])
+
+
+def test_dtiem_promotes_half_precision_features():
+    out = TextureIntensityEqualization(num_levels=4)(torch.randn(1, 3, 8, 8).bfloat16())
+    assert out.q.dtype == torch.float32
+
+
+def _features(b=2, cs=4, ct=6, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ({"layer1": torch.randn(b, cs, size, size, generator=g, requires_grad=True)},
+            {"layer1": torch.randn(b, ct, size, size, generator=g, requires_grad=True)})
+
+
+def test_distiller_trains_the_adapter_and_never_the_teacher():
+    s_feat, t_feat = _features()
+    distiller = TextureDistiller({"layer1": 4}, {"layer1": 6}, nlevs=(2, 2), num_levels=8)
+    losses = distiller(s_feat, t_feat)
+    assert set(losses) == {"str", "sta"}
+    (losses["str"] + losses["sta"]).backward()
+    assert t_feat["layer1"].grad is None
+    assert s_feat["layer1"].grad is not None and s_feat["layer1"].grad.abs().sum() > 0
+    assert distiller.adapters["layer1"].conv.weight.grad.abs().sum() > 0
+
+
+def test_distiller_is_zero_when_the_adapted_student_equals_the_teacher():
+    t = torch.randn(2, 3, 16, 16)
+    distiller = TextureDistiller({"layer1": 3}, {"layer1": 3}, nlevs=(2, 2), num_levels=8)
+    adapter = distiller.adapters["layer1"]
+    with torch.no_grad():
+        adapter.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+    adapter.eval()  # BN with running stats (0, 1) is the identity up to eps
+    adapter.bn.eps = 0.0
+    losses = distiller({"layer1": t}, {"layer1": t})
+    assert float(losses["str"]) < 1e-10 and float(losses["sta"]) < 1e-10
+
+
+def test_distiller_resizes_student_maps_to_the_teacher():
+    s_feat, t_feat = _features()
+    s_feat = {"layer1": torch.randn(2, 4, 8, 8)}
+    losses = TextureDistiller({"layer1": 4}, {"layer1": 6}, nlevs=(2, 2),
+                              statistical=False)(s_feat, t_feat)
+    assert set(losses) == {"str"} and torch.isfinite(losses["str"])
+
+
+@pytest.mark.parametrize("student, teacher, match", [
+    ({"layer1": torch.randn(2, 4, 16, 16)}, {"layer1": torch.randn(3, 6, 16, 16)},
+     "cannot be aligned"),
+    ({"layer2": torch.randn(2, 4, 16, 16)}, {"layer1": torch.randn(2, 6, 16, 16)},
+     "tap 'layer1' missing"),
+])
+def test_distiller_rejects_features_it_cannot_align(student, teacher, match):
+    distiller = TextureDistiller({"layer1": 4}, {"layer1": 6}, nlevs=(2, 2), num_levels=4)
+    with pytest.raises(ValueError, match=match):
+        distiller(student, teacher)
+
+
+def test_distiller_rejects_unknown_taps():
+    with pytest.raises(ValueError, match="tap 'layer9' is not a student feature"):
+        TextureDistiller({"layer1": 4}, {"layer1": 6}, taps=("layer9",))
