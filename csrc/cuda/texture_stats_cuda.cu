@@ -8,11 +8,11 @@
 // owns (entry % kThreads == thread). No float atomics: results are bitwise reproducible.
 // Extra memory: O(B*H*W + B*N*N).
 //
-// Only ATen / c10 / torch headers (no c10/cuda, which the CPU wheels used to compile-check this
-// file lack): kernels run on the legacy default stream of the tensor's device, which is
-// PyTorch's current stream unless the caller switched streams.
+// Kernels run on PyTorch's current stream of the tensor's device.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
@@ -31,19 +31,16 @@ constexpr int kMaxCodes = 4;   // STLNet codes per pixel (2 in exact arithmetic)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-constexpr cudaStream_t kStream = 0;  // legacy default stream (see the header comment)
+// PyTorch's current stream on the current device (set by DeviceScope).
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
 
 // Makes the tensor's device current for the scope.
 class DeviceScope {
  public:
-  explicit DeviceScope(const at::Tensor& t) {
-    cudaGetDevice(&prev_);
-    if (t.get_device() != prev_) cudaSetDevice(t.get_device());
-  }
-  ~DeviceScope() { cudaSetDevice(prev_); }
+  explicit DeviceScope(const at::Tensor& t) : guard_(t.device()) {}
 
  private:
-  int prev_ = 0;
+  c10::cuda::CUDAGuard guard_;
 };
 
 inline void check_launch(const char* fn) {
@@ -280,7 +277,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_
   Tensor gunit = at::empty({B, G, C}, x.options());
   Tensor gnorm = at::empty({B, G}, x.options());
   Tensor sums = at::empty({B, C, G}, x.options().dtype(at::kDouble));
-  const cudaStream_t stream = kStream;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "texstat_cos_sim_cuda", [&] {
     row_cell_sum_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), nullptr, sums.data_ptr<double>(), C, H, W, S);
@@ -310,7 +307,7 @@ Tensor cos_sim_backward_cuda(const Tensor& grad_s_, const Tensor& x_, const Tens
   Tensor a = at::empty({B, P}, x.options()), bc = at::empty({B, P}, x.options());
   Tensor d = at::empty({B, C, G}, x.options().dtype(at::kDouble));
   Tensor gx = at::empty_like(x);
-  const cudaStream_t stream = kStream;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "texstat_cos_sim_backward_cuda", [&] {
     coef_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         ds.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), pnorm.data_ptr<scalar_t>(),
@@ -502,7 +499,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cuda(const Tensor& s_, int64_t L,
   Tensor acc = at::empty({Gn, K}, s.options().dtype(at::kDouble));
   Tensor bad = at::zeros({1}, s.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_cuda", [&] {
-    qco_forward_kernel<scalar_t><<<Gn, kThreads, 0, kStream>>>(
+    qco_forward_kernel<scalar_t><<<Gn, kThreads, 0, current_stream()>>>(
         s.data_ptr<scalar_t>(), h, w, L, cooc, levels.data_ptr<scalar_t>(),
         counts.data_ptr<scalar_t>(), sta.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(),
         acc.data_ptr<double>(), bad.data_ptr<int>());
@@ -528,7 +525,7 @@ Tensor qco_backward_cuda(const Tensor& grad_levels, const Tensor& grad_sta, cons
   Tensor dc = at::empty({Gn, K}, s.options().dtype(at::kDouble));
   Tensor dq = at::empty({Gn, L}, s.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_backward_cuda", [&] {
-    qco_backward_kernel<scalar_t><<<Gn, kThreads, 0, kStream>>>(
+    qco_backward_kernel<scalar_t><<<Gn, kThreads, 0, current_stream()>>>(
         gl.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
         levels.data_ptr<scalar_t>(), counts.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), h,
         w, L, cooc, dc.data_ptr<double>(), dq.data_ptr<double>(), ds.data_ptr<scalar_t>());
@@ -630,7 +627,7 @@ Tensor qco_tem_cuda(const Tensor& f_, const Tensor& s_, const Tensor& levels_,
   Tensor out = at::empty({B, C, P}, f.options());
   Tensor ks = at::empty({B, P, kMaxCodes}, f.options().dtype(at::kInt));
   Tensor rs = at::empty({B, P, kMaxCodes}, f.options());
-  const cudaStream_t stream = kStream;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "texstat_qco_tem_cuda", [&] {
     tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
@@ -661,7 +658,7 @@ std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cuda(const Tensor& grad_out_
   Tensor acc = at::empty({B * C, L}, f.options().dtype(at::kDouble));
   Tensor gf = at::empty_like(f), gs = at::empty({B, P}, f.options());
   Tensor gl = at::empty({B, L}, f.options());
-  const cudaStream_t stream = kStream;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "texstat_qco_tem_backward_cuda", [&] {
     tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
@@ -978,7 +975,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
   Tensor scratch = at::empty({B, N * N + 2 * N}, s.options().dtype(at::kDouble));
   Tensor bad = at::zeros({1}, s.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_cuda", [&] {
-    dtiem_forward_kernel<scalar_t><<<B, kThreads, 0, kStream>>>(
+    dtiem_forward_kernel<scalar_t><<<B, kThreads, 0, current_stream()>>>(
         s.data_ptr<scalar_t>(), H, W, N, iters, theta, offs, q.data_ptr<scalar_t>(),
         cooc.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(),
         raw.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), scratch.data_ptr<double>(),
@@ -1006,7 +1003,7 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
   Tensor scratch = at::empty({B, 3 * N}, s.options().dtype(at::kDouble));
   Tensor hd_cdf = at::empty({B, 2 * N}, s.options());
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_backward_cuda", [&] {
-    dtiem_backward_kernel<scalar_t><<<B, kThreads, 0, kStream>>>(
+    dtiem_backward_kernel<scalar_t><<<B, kThreads, 0, current_stream()>>>(
         gq.data_ptr<scalar_t>(), gm.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), H, W, N,
         theta, offs, scratch.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(),
