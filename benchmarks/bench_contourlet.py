@@ -1,0 +1,134 @@
+"""Contourlet transform speed: reference (eager and torch.compile) vs the fused backends.
+
+Times ``pdfb_dec`` forward, backward (the vector-Jacobian product alone) and forward+backward
+for every backend available on the device, after checking each against the reference.
+Rows are appended to ``benchmarks/results/contourlet.csv`` (with machine, versions and
+commit) and plotted to ``benchmarks/results/contourlet_<device>.png``.
+
+Examples::
+
+    python benchmarks/bench_contourlet.py                 # CPU: the target size + a sweep
+    python benchmarks/bench_contourlet.py --quick         # smaller, fewer repetitions
+    python benchmarks/bench_contourlet.py --device cuda   # GPU: SSTKD sizes + sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sstkd_ops  # noqa: E402
+from benchmarks.harness import RESULTS, append_csv, env_info, plot_bars, time_fn  # noqa: E402
+
+
+def _outputs(x, backend, nlevs, compiled=None):
+    fn = compiled if compiled is not None else (
+        lambda t: sstkd_ops.pdfb_dec(t, "9-7", "pkva", nlevs, backend=backend))
+    low, bands = fn(x)
+    return [low] + [b for level in bands for b in level]
+
+
+def _check(x, backend, nlevs, ref):
+    out = _outputs(x, backend, nlevs)
+    err = max(float((a - b).abs().max()) for a, b in zip(out, ref))
+    scale = max(float(b.abs().max()) for b in ref)
+    if err > 1e-4 * max(scale, 1.0):
+        raise SystemExit(f"{backend}: max |diff| vs reference {err:.3e} -- refusing to time")
+    return err
+
+
+def bench_case(shape, nlevs, device, backends, reps, with_compile):
+    x = torch.randn(shape, device=device)
+    ref = _outputs(x, "reference", nlevs)
+    cots = [torch.randn_like(t) for t in ref]
+    variants = []
+    for b in backends:
+        err = 0.0 if b == "reference" else _check(x, b, nlevs, ref)
+        variants.append((b, b, None, err))
+    if with_compile:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch._dynamo.reset()  # one static-shape compilation per case
+            compiled = torch.compile(
+                lambda t: sstkd_ops.pdfb_dec(t, "9-7", "pkva", nlevs, backend="reference"),
+                dynamic=False)
+            out = _outputs(x, "reference", nlevs, compiled)  # compiles here, untimed
+        err = max(float((a - r).abs().max()) for a, r in zip(out, ref))
+        variants.append(("reference+compile", "reference", compiled, err))
+    rows = []
+    for name, backend, compiled, err in variants:
+        def fwd(c=compiled, b=backend):
+            with torch.no_grad():
+                _outputs(x, b, nlevs, c)
+
+        def fwd_bwd(c=compiled, b=backend):
+            xr = x.detach().requires_grad_()
+            torch.autograd.grad(_outputs(xr, b, nlevs, c), xr, cots)
+
+        xr = x.detach().requires_grad_()
+        outs = _outputs(xr, backend, nlevs, compiled)
+
+        def bwd(o=outs, xr=xr):
+            torch.autograd.grad(o, xr, cots, retain_graph=True)
+
+        for mode, fn in (("forward", fwd), ("backward", bwd), ("forward+backward", fwd_bwd)):
+            t = time_fn(fn, warmup=1, reps=reps, device=device)
+            rows.append({"op": "pdfb_dec", "shape": "x".join(map(str, shape)),
+                         "nlevs": "-".join(map(str, nlevs)), "dtype": "float32",
+                         "backend": name, "mode": mode, "median_ms": round(t["median_ms"], 3),
+                         "iqr_ms": round(t["iqr_ms"], 3), "reps": t["reps"],
+                         "max_err_vs_ref": f"{err:.2e}"})
+            print(f"  {rows[-1]['shape']:>16s} {name:18s} {mode:17s} "
+                  f"{t['median_ms']:10.2f} ms", flush=True)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    parser.add_argument("--no-compile", action="store_true", help="skip reference+compile")
+    parser.add_argument("--out", type=Path, default=RESULTS / "contourlet.csv")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    backends = [b for b in sstkd_ops.available_backends(device)
+                if b != "triton" or device.type == "cuda"]
+    nlevs = (3, 3)
+    if device.type == "cuda":
+        shapes = [(8, 256, 128, 128), (8, 64, 128, 128)]
+    else:
+        shapes = [(2, 64, 128, 128)]  # the CPU target size of the issue
+    sweep_batch = (2, 64) if device.type == "cpu" else (8, 64)
+    sizes = (32, 64, 128) if args.quick else (32, 64, 128, 256)
+    shapes += [(*sweep_batch, s, s) for s in sizes if (*sweep_batch, s, s) not in shapes]
+    reps = 3 if args.quick else 5
+    info = env_info(device)
+    print(f"pdfb_dec 9-7/pkva nlevs={nlevs} on {info['machine']} (torch {info['torch']}), "
+          f"backends: {', '.join(backends)}")
+    rows = []
+    for shape in shapes:
+        rows += bench_case(shape, nlevs, device, backends, reps, not args.no_compile)
+    rows = [dict(info, **r) for r in rows]
+    append_csv(args.out, rows)
+    for mode in ("forward", "forward+backward"):
+        base = {r["shape"]: r["median_ms"] for r in rows
+                if r["mode"] == mode and r["backend"] == "reference"}
+        for r in rows:
+            if r["mode"] == mode and r["backend"] != "reference":
+                print(f"{mode:17s} {r['shape']:>16s} {r['backend']:18s} "
+                      f"speed-up vs eager reference: {base[r['shape']] / r['median_ms']:.1f}x")
+    png = args.out.with_name(f"contourlet_{device.type}.png")
+    plot_bars([r for r in rows if r["mode"] == "forward+backward"], group="shape",
+              series="backend", value="median_ms", path=png,
+              title=f"pdfb_dec (9-7, pkva, nlevs {nlevs}) forward+backward, {info['machine']}")
+    print(f"results appended to {args.out}; plot {png}")
+
+
+if __name__ == "__main__":
+    main()
