@@ -109,6 +109,17 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
   }
 }
 
+int64_t sep_scratch_numel(const int64_t* instr, int64_t n_instr) {
+  int64_t need = 1;
+  for (int64_t q = 0; q < n_instr; ++q) {
+    const int64_t* c = instr + q * kInstrCols;
+    const int64_t op = c[0] & ~kAccumulate;
+    if (op == kSepCorr) need = std::max(need, ((c[8] - 1) * c[10] + c[15]) * c[9]);
+    if (op == kSepCorrT) need = std::max(need, c[8] * ((c[9] - 1) * c[12] + c[17]));
+  }
+  return need;
+}
+
 }  // namespace sstkd
 
 TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {

@@ -54,4 +54,7 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
                       int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
                       int64_t ws_numel);
 
+// Scratch elements per plane that the separable passes need (max over kSepCorr/kSepCorrT).
+int64_t sep_scratch_numel(const int64_t* instr, int64_t n_instr);
+
 }  // namespace sstkd

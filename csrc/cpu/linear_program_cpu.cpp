@@ -188,18 +188,6 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
   }
 }
 
-// Scratch needed by the separable passes: max over kSepCorr/kSepCorrT of their tmp size.
-int64_t tmp_numel(const int64_t* instr, int64_t n_instr) {
-  int64_t need = 1;
-  for (int64_t q = 0; q < n_instr; ++q) {
-    const int64_t* c = instr + q * kInstrCols;
-    const int64_t op = c[0] & ~kAccumulate;
-    if (op == kSepCorr) need = std::max(need, ((c[8] - 1) * c[10] + c[15]) * c[9]);
-    if (op == kSepCorrT) need = std::max(need, c[8] * ((c[9] - 1) * c[12] + c[17]));
-  }
-  return need;
-}
-
 at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
                               const at::Tensor& tables, const at::Tensor& coefs,
                               int64_t out_numel, int64_t ws_numel, const at::Tensor&,
@@ -228,7 +216,7 @@ at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
   const int64_t* ip = ic.data_ptr<int64_t>();
   validate_program(ip, n_instr, tc.data_ptr<int32_t>(), tc.numel(), coefs.numel(), in_numel,
                    out_numel, ws_numel);
-  const int64_t tmp_n = tmp_numel(ip, n_instr);
+  const int64_t tmp_n = sep_scratch_numel(ip, n_instr);
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cpu", [&] {
     const auto cc = coefs.contiguous().cpu().to(xc.scalar_type());
     const scalar_t* cp = cc.data_ptr<scalar_t>();

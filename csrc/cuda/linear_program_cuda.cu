@@ -177,18 +177,6 @@ __global__ void linear_program_kernel(const T* __restrict__ x, T* __restrict__ o
   }
 }
 
-int64_t tmp_numel_host(const at::Tensor& instr_cpu) {
-  const int64_t* ip = instr_cpu.data_ptr<int64_t>();
-  int64_t need = 1;
-  for (int64_t q = 0; q < instr_cpu.size(0); ++q) {
-    const int64_t* c = ip + q * kInstrCols;
-    const int64_t op = c[0] & ~kAccumulate;
-    if (op == kSepCorr) need = std::max(need, ((c[8] - 1) * c[10] + c[15]) * c[9]);
-    if (op == kSepCorrT) need = std::max(need, c[8] * ((c[9] - 1) * c[12] + c[17]));
-  }
-  return need;
-}
-
 at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
                                const at::Tensor& tables, const at::Tensor& coefs,
                                int64_t out_numel, int64_t ws_numel, const at::Tensor&,
@@ -219,7 +207,8 @@ at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
                                         x.device().index()));
   const int64_t blocks = std::min<int64_t>(planes, static_cast<int64_t>(sms) * 4);
-  const int64_t ws_stride = ws_numel + tmp_numel_host(instr_cpu);
+  const int64_t ws_stride =
+      ws_numel + sep_scratch_numel(instr_cpu.data_ptr<int64_t>(), instr_cpu.size(0));
   auto ws = at::empty({blocks, ws_stride}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cuda", [&] {
     const auto coefs_dev = coefs.to(x.device(), xc.scalar_type()).contiguous();
