@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import torch
@@ -53,19 +52,19 @@ class TextureStats(NamedTuple):
     levels: torch.Tensor  #: (B, N) quantisation levels (no gradient)
 
 
-@torch.compiler.assume_constant_result
-def _select(fn: str, device: str, backend: str | None, implemented: tuple[str, ...]) -> str:
-    """``select_backend`` run once at trace time under ``torch.compile`` (a constant there).
+# Registration happens at import, so that dispatch under torch.compile is plain reads: the
+# compiled ops' autograd/fake functions when the extension is loaded, and the Triton module
+# when Triton can run here (a GPU, or the interpreter).
+_ops.ensure_registered()
+if _backend.has_triton() and (torch.cuda.is_available() or _backend.triton_interpreted()):
+    importlib.import_module(".triton.texture_stats", __package__)
 
-    Also registers the autograd / fake functions of the compiled ops, or imports the Triton
-    module, before the first use of the chosen backend.
-    """
-    probe = SimpleNamespace(device=torch.device(device))
-    be = _backend.select_backend(fn, probe, backend, implemented)  # type: ignore[arg-type]
-    if be in ("cpu", "cuda"):
-        _ops.ensure_registered()
-    elif be == "triton":
-        importlib.import_module(".triton.texture_stats", __package__)
+
+def _select(fn: str, x: torch.Tensor, backend: str | None, implemented: tuple[str, ...]) -> str:
+    """The backend for ``fn`` on ``x`` (:func:`sstkd_ops._backend.select_backend`)."""
+    be = _backend.select_backend(fn, x, backend, implemented)
+    if be == "triton" and __package__ + ".triton.texture_stats" not in sys.modules:
+        importlib.import_module(".triton.texture_stats", __package__)  # eager first use
     return be
 
 
@@ -124,7 +123,7 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
     fn = "qco_1d"
     x = _check_x(fn, x)
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
-    be = _select(fn, str(x.device), backend, _implemented(fn))
+    be = _select(fn, x, backend, _implemented(fn))
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)
@@ -182,7 +181,7 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
     S = _checks.check_int(fn, "scale", scale, minimum=1)
     _qco_2d_sizes(fn, x.shape, L, S)
-    be = _select(fn, str(x.device), backend, _implemented(fn))
+    be = _select(fn, x, backend, _implemented(fn))
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)
@@ -234,7 +233,7 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
     if not (f.dtype == cos_sim.dtype == levels.dtype):
         raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
                         f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
-    be = _select(fn, str(f.device), backend, _implemented(fn))
+    be = _select(fn, f, backend, _implemented(fn))
     _check_s_finite(fn, cos_sim)
     if be == "reference":
         return _ref.qco_1d_tem(f, cos_sim, levels)
@@ -302,7 +301,7 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
-    be = _select(fn, str(x.device), backend, _implemented(fn))
+    be = _select(fn, x, backend, _implemented(fn))
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)
