@@ -4,6 +4,7 @@
 // texture intensity s (B, H, W), where a pixel has at most two non-zero codes. Reductions over
 // pixels are sequential per image (or per fixed-size chunk, reduced in chunk order), so the
 // results do not depend on the number of threads: bitwise reproducible run to run.
+#include "../texture_stats_math.h"
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -18,10 +19,11 @@
 namespace sstkd_texstat {
 namespace {
 
+using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+
 constexpr double kNormEps = 1e-12;  // F.normalize's eps
 constexpr double kQco2dEps = 1e-6;  // STLNet QCO_2d's epsilon on the co-occurrence total
 constexpr int64_t kChunk = 512;     // pixels per work item of the per-pixel passes
-constexpr int kMaxCodes = 4;        // STLNet codes per pixel (2 in exact arithmetic)
 
 using at::Tensor;
 
@@ -30,67 +32,6 @@ void check_float_cpu(const Tensor& t, const char* fn, const char* name, int64_t 
   TORCH_CHECK(t.dim() == ndim, fn, ": ", name, " must be ", ndim, "-D, got ", t.sizes());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, fn, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
-}
-
-template <typename T>
-inline T sign_of(T v) {
-  return static_cast<T>((T(0) < v) - (v < T(0)));
-}
-
-// STLNet's level fraction (2k + 1) / (2L), formed in float32 as the official code does.
-inline float level_frac(int64_t k, int64_t L) {
-  return (2.0f * static_cast<float>(k) + 1.0f) / static_cast<float>(2 * L);
-}
-
-// STLNet's masked codes of one value: levels k with 1 - |q_k - s| > 1 - delta.
-template <typename T>
-inline int stl_codes(T s, const T* q, int64_t L, T delta, int* ks, T* rs) {
-  if (!(delta > T(0))) return 0;
-  const T thresh = T(1) - delta;
-  int64_t kc = static_cast<int64_t>(std::floor(double(s - q[0]) / double(delta) + 0.5));
-  kc = std::min<int64_t>(std::max<int64_t>(kc, 0), L - 1);
-  int n = 0;
-  for (int64_t k = std::max<int64_t>(kc - 2, 0); k <= std::min<int64_t>(kc + 2, L - 1); ++k) {
-    const T r = T(1) - std::abs(q[k] - s);
-    if (r > thresh && n < kMaxCodes) {
-      ks[n] = static_cast<int>(k);
-      rs[n] = r;
-      ++n;
-    }
-  }
-  return n;
-}
-
-// Index of the last level <= s (-1 if none): torch.searchsorted(right=True) - 1.
-template <typename T>
-inline int64_t last_le(const T* lv, int64_t N, T s) {
-  int64_t lo = 0, hi = N;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (lv[mid] <= s) lo = mid + 1; else hi = mid;
-  }
-  return lo - 1;
-}
-
-// Hat code: weight 1 - w on level k, w on k + 1 (k in [0, N-2]); inside = w depends on s.
-template <typename T>
-inline void hat_code(T s, const T* lv, int64_t N, int64_t& k, T& w, bool& inside) {
-  const int64_t j = last_le(lv, N, s);
-  inside = j >= 0 && j <= N - 2;
-  k = std::min<int64_t>(std::max<int64_t>(j, 0), N - 2);
-  w = inside ? (s - lv[k]) / (lv[k + 1] - lv[k]) : (j < 0 ? T(0) : T(1));
-}
-
-// Nearest level, first index on ties (torch argmin of |s - L|).
-template <typename T>
-inline int64_t nearest_level(T s, const T* lv, int64_t N) {
-  const int64_t a = last_le(lv, N, s);
-  int64_t k;
-  if (a < 0) k = 0;
-  else if (a >= N - 1) k = N - 1;
-  else k = std::abs(s - lv[a]) <= std::abs(s - lv[a + 1]) ? a : a + 1;
-  while (k > 0 && lv[k - 1] == lv[k]) --k;
-  return k;
 }
 
 template <typename T>

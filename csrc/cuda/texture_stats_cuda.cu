@@ -9,6 +9,7 @@
 // Extra memory: O(B*H*W + B*N*N).
 //
 // Kernels run on PyTorch's current stream of the tensor's device.
+#include "../texture_stats_math.h"
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -22,12 +23,13 @@
 namespace sstkd_texstat_cuda {
 namespace {
 
+using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+
 using at::Tensor;
 
 constexpr double kNormEps = 1e-12;
 constexpr double kQco2dEps = 1e-6;
 constexpr int kThreads = 128;  // threads per block of the statistics kernels
-constexpr int kMaxCodes = 4;   // STLNet codes per pixel (2 in exact arithmetic)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -66,63 +68,6 @@ __device__ inline double block_sum(double v, double* red) {
   const double out = red[0];
   __syncthreads();
   return out;
-}
-
-template <typename T>
-__device__ inline T sign_of(T v) {
-  return static_cast<T>((T(0) < v) - (v < T(0)));
-}
-
-__device__ inline float level_frac(int64_t k, int64_t L) {
-  return (2.0f * static_cast<float>(k) + 1.0f) / static_cast<float>(2 * L);
-}
-
-template <typename T>
-__device__ inline int stl_codes(T s, const T* q, int64_t L, T delta, int* ks, T* rs) {
-  if (!(delta > T(0))) return 0;
-  const T thresh = T(1) - delta;
-  int64_t kc = static_cast<int64_t>(floor(double(s - q[0]) / double(delta) + 0.5));
-  kc = kc < 0 ? 0 : (kc > L - 1 ? L - 1 : kc);
-  int n = 0;
-  const int64_t k0 = kc - 2 < 0 ? 0 : kc - 2, k1 = kc + 2 > L - 1 ? L - 1 : kc + 2;
-  for (int64_t k = k0; k <= k1; ++k) {
-    const T r = T(1) - fabs(q[k] - s);
-    if (r > thresh && n < kMaxCodes) {
-      ks[n] = static_cast<int>(k);
-      rs[n] = r;
-      ++n;
-    }
-  }
-  return n;
-}
-
-template <typename T>
-__device__ inline int64_t last_le(const T* lv, int64_t N, T s) {
-  int64_t lo = 0, hi = N;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (lv[mid] <= s) lo = mid + 1; else hi = mid;
-  }
-  return lo - 1;
-}
-
-template <typename T>
-__device__ inline void hat_code(T s, const T* lv, int64_t N, int64_t& k, T& w, bool& inside) {
-  const int64_t j = last_le(lv, N, s);
-  inside = j >= 0 && j <= N - 2;
-  k = j < 0 ? 0 : (j > N - 2 ? N - 2 : j);
-  w = inside ? (s - lv[k]) / (lv[k + 1] - lv[k]) : (j < 0 ? T(0) : T(1));
-}
-
-template <typename T>
-__device__ inline int64_t nearest_level(T s, const T* lv, int64_t N) {
-  const int64_t a = last_le(lv, N, s);
-  int64_t k;
-  if (a < 0) k = 0;
-  else if (a >= N - 1) k = N - 1;
-  else k = fabs(s - lv[a]) <= fabs(s - lv[a + 1]) ? a : a + 1;
-  while (k > 0 && lv[k - 1] == lv[k]) --k;
-  return k;
 }
 
 // Each thread adds, in staging order, the staged contributions whose entry it owns.

@@ -1,0 +1,84 @@
+// Per-value quantisation rules of the texture-statistics ops, shared by the C++ and CUDA
+// kernels so that both backends encode every value identically (host and device inline).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define SSTKD_HD __host__ __device__ inline
+#else
+#define SSTKD_HD inline
+#endif
+
+namespace sstkd_texstat_math {
+
+constexpr int kMaxCodes = 4;  // STLNet codes per pixel (2 in exact arithmetic)
+
+template <typename T>
+SSTKD_HD T abs_of(T v) {
+  return v < T(0) ? -v : v;
+}
+
+template <typename T>
+SSTKD_HD T sign_of(T v) {
+  return static_cast<T>((T(0) < v) - (v < T(0)));
+}
+
+// STLNet's level fraction (2k + 1) / (2L), formed in float32 as the official code does.
+SSTKD_HD float level_frac(int64_t k, int64_t L) {
+  return (2.0f * static_cast<float>(k) + 1.0f) / static_cast<float>(2 * L);
+}
+
+// STLNet's masked codes of one value: levels k with 1 - |q_k - s| > 1 - delta.
+template <typename T>
+SSTKD_HD int stl_codes(T s, const T* q, int64_t L, T delta, int* ks, T* rs) {
+  if (!(delta > T(0))) return 0;
+  const T thresh = T(1) - delta;
+  int64_t kc = static_cast<int64_t>(floor(double(s - q[0]) / double(delta) + 0.5));
+  kc = kc < 0 ? 0 : (kc > L - 1 ? L - 1 : kc);
+  int n = 0;
+  const int64_t k0 = kc - 2 < 0 ? 0 : kc - 2, k1 = kc + 2 > L - 1 ? L - 1 : kc + 2;
+  for (int64_t k = k0; k <= k1; ++k) {
+    const T r = T(1) - abs_of(q[k] - s);
+    if (r > thresh && n < kMaxCodes) {
+      ks[n] = static_cast<int>(k);
+      rs[n] = r;
+      ++n;
+    }
+  }
+  return n;
+}
+
+// Index of the last level <= s (-1 if none): torch.searchsorted(right=True) - 1.
+template <typename T>
+SSTKD_HD int64_t last_le(const T* lv, int64_t N, T s) {
+  int64_t lo = 0, hi = N;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (lv[mid] <= s) lo = mid + 1; else hi = mid;
+  }
+  return lo - 1;
+}
+
+// Hat code: weight 1 - w on level k, w on k + 1 (k in [0, N-2]); inside = w depends on s.
+template <typename T>
+SSTKD_HD void hat_code(T s, const T* lv, int64_t N, int64_t& k, T& w, bool& inside) {
+  const int64_t j = last_le(lv, N, s);
+  inside = j >= 0 && j <= N - 2;
+  k = j < 0 ? 0 : (j > N - 2 ? N - 2 : j);
+  w = inside ? (s - lv[k]) / (lv[k + 1] - lv[k]) : (j < 0 ? T(0) : T(1));
+}
+
+// Nearest level, first index on ties (torch argmin of |s - L|).
+template <typename T>
+SSTKD_HD int64_t nearest_level(T s, const T* lv, int64_t N) {
+  const int64_t a = last_le(lv, N, s);
+  int64_t k;
+  if (a < 0) k = 0;
+  else if (a >= N - 1) k = N - 1;
+  else k = abs_of(s - lv[a]) <= abs_of(s - lv[a + 1]) ? a : a + 1;
+  while (k > 0 && lv[k - 1] == lv[k]) --k;
+  return k;
+}
+
+}  // namespace sstkd_texstat_math
