@@ -124,7 +124,8 @@ def main(argv=None):
                 print(f"{mode:17s} {r['shape']:>16s} {r['backend']:18s} "
                       f"speed-up vs eager reference: {base[r['shape']] / r['median_ms']:.1f}x")
     png = args.out.with_name(f"contourlet_{device.type}.png")
-    plot_bars([r for r in rows if r["mode"] == "forward+backward"], group="shape",
+    by_size = sorted(rows, key=lambda r: [int(v) for v in r["shape"].split("x")])
+    plot_bars([r for r in by_size if r["mode"] == "forward+backward"], group="shape",
               series="backend", value="median_ms", path=png,
               title=f"pdfb_dec (9-7, pkva, nlevs {nlevs}) forward+backward, {info['machine']}")
     print(f"results appended to {args.out}; plot {png}")
