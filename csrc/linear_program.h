@@ -14,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+#include "hostdevice.h"
+
 namespace sstkd {
 
 constexpr int kInstrCols = 18;
@@ -47,6 +49,21 @@ enum Op : int64_t {
 // Added to kGather, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
+
+// One plane's three address spaces; ptr() resolves an operand.
+template <typename T>
+struct PlaneSpaces {
+  const T* in;
+  T* out;
+  T* ws;
+  SSTKD_HD T* ptr(int64_t operand) const {
+    const int64_t space = operand >> kSpaceShift;
+    const int64_t off = operand & kOffsetMask;
+    if (space == 0) return const_cast<T*>(in) + off;
+    if (space == 1) return out + off;
+    return ws + off;
+  }
+};
 
 // Check every instruction's operands against the sizes of the spaces, the tables and the
 // coefficient array (TORCH_CHECK with the instruction index on failure). Host pointers.

@@ -4,11 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define SSTKD_HD __host__ __device__ inline
-#else
-#define SSTKD_HD inline
-#endif
+#include "hostdevice.h"
 
 namespace sstkd_texstat_math {
 
@@ -79,6 +75,37 @@ SSTKD_HD int64_t nearest_level(T s, const T* lv, int64_t N) {
   else k = abs_of(s - lv[a]) <= abs_of(s - lv[a + 1]) ? a : a + 1;
   while (k > 0 && lv[k - 1] == lv[k]) --k;
   return k;
+}
+
+// Backward of STLNet's (co-)counts through the codes of pixel p of a row-major h x w cell.
+// dc = d loss / d counts ((L) values, or (L, L) with cooc: pairs with the (+1, +1) neighbour).
+// Returns the number n of codes of pixel p; codes[m] is its level and contrib[m] = dE_m *
+// sign(q_k - s_p), so d loss / d s_p = sum_m contrib[m] and d loss / d q_k -= contrib[m].
+template <typename T>
+SSTKD_HD int qco_pixel_grad(const T* S, int64_t p, int64_t h, int64_t w, const T* q, int64_t L,
+                            T delta, const double* dc, bool cooc, int* codes, double* contrib) {
+  int kn[kMaxCodes];
+  T rr[kMaxCodes], rn[kMaxCodes];
+  const int n = stl_codes(S[p], q, L, delta, codes, rr);
+  for (int m = 0; m < n; ++m) {
+    double dE = 0;
+    if (!cooc) {
+      dE = dc[codes[m]];
+    } else {
+      const int64_t y = p / w, x = p % w;
+      if (y + 1 < h && x + 1 < w) {
+        const int nb = stl_codes(S[p + w + 1], q, L, delta, kn, rn);
+        for (int j = 0; j < nb; ++j) dE += dc[codes[m] * L + kn[j]] * double(rn[j]);
+      }
+      if (y > 0 && x > 0) {
+        const int na = stl_codes(S[p - w - 1], q, L, delta, kn, rn);
+        for (int i = 0; i < na; ++i) dE += double(rn[i]) * dc[kn[i] * L + codes[m]];
+      }
+    }
+    const double sg = sign_of(q[codes[m]] - S[p]);
+    contrib[m] = dE * sg;
+  }
+  return n;
 }
 
 }  // namespace sstkd_texstat_math

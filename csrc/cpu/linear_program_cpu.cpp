@@ -10,19 +10,6 @@
 namespace sstkd {
 namespace {
 
-template <typename T>
-struct Spaces {
-  const T* in;
-  T* out;
-  T* ws;
-  T* ptr(int64_t operand) const {
-    const int64_t space = operand >> kSpaceShift;
-    const int64_t off = operand & kOffsetMask;
-    if (space == 0) return const_cast<T*>(in) + off;
-    if (space == 1) return out + off;
-    return ws + off;
-  }
-};
 
 // Valid separable correlation with stride/phase; tmp holds (Hs-rows touched, Wo).
 template <typename T>
@@ -123,7 +110,7 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
 
 template <typename T>
 void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, const T* coefs,
-               const Spaces<T>& sp, T* tmp) {
+               const PlaneSpaces<T>& sp, T* tmp) {
   for (int64_t q = 0; q < n_instr; ++q) {
     const int64_t* c = instr + q * kInstrCols;
     const bool acc = (c[0] & kAccumulate) != 0;
@@ -227,7 +214,7 @@ at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
       std::vector<scalar_t> ws(static_cast<size_t>(ws_numel) + 1);
       std::vector<scalar_t> tmp(static_cast<size_t>(tmp_n));
       for (int64_t p = begin; p < end; ++p) {
-        Spaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
+        PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
         run_plane<scalar_t>(ip, n_instr, tp, cp, sp, tmp.data());
       }
     });

@@ -313,8 +313,8 @@ Tensor qco_backward_cpu(const Tensor& grad_levels_, const Tensor& grad_sta_, con
     scalar_t* DS = grad_s.data_ptr<scalar_t>();
     at::parallel_for(0, Gn, 1, [&](int64_t g0, int64_t g1) {
       std::vector<double> dc(K), dq(L);
-      int kk[kMaxCodes], kn[kMaxCodes];
-      scalar_t rr[kMaxCodes], rn[kMaxCodes];
+      int kk[kMaxCodes];
+      double contrib[kMaxCodes];
       for (int64_t g = g0; g < g1; ++g) {
         const scalar_t* S = Sall + g * P;
         const scalar_t* q = Q + g * L;
@@ -336,26 +336,11 @@ Tensor qco_backward_cpu(const Tensor& grad_levels_, const Tensor& grad_sta_, con
         for (int64_t k = 0; k < K; ++k) dc[k] = any ? (double(GS[g * K + k]) - dot) / total : 0.0;
         std::fill(dq.begin(), dq.end(), 0.0);
         for (int64_t p = 0; p < P; ++p) {
-          const int n = stl_codes(S[p], q, L, delta, kk, rr);
+          const int n = qco_pixel_grad(S, p, h, w, q, L, delta, dc.data(), cooc, kk, contrib);
           double acc = 0;
           for (int m = 0; m < n; ++m) {
-            double dE = 0;
-            if (!cooc) {
-              dE = dc[kk[m]];
-            } else {
-              const int64_t y = p / w, x = p % w;
-              if (y + 1 < h && x + 1 < w) {
-                const int nb = stl_codes(S[p + w + 1], q, L, delta, kn, rn);
-                for (int j = 0; j < nb; ++j) dE += dc[kk[m] * L + kn[j]] * double(rn[j]);
-              }
-              if (y > 0 && x > 0) {
-                const int na = stl_codes(S[p - w - 1], q, L, delta, kn, rn);
-                for (int i = 0; i < na; ++i) dE += double(rn[i]) * dc[kn[i] * L + kk[m]];
-              }
-            }
-            const double sg = sign_of(q[kk[m]] - S[p]);
-            acc += dE * sg;
-            dq[kk[m]] -= dE * sg;
+            acc += contrib[m];
+            dq[kk[m]] -= contrib[m];
           }
           ds[p] = static_cast<scalar_t>(acc);
         }

@@ -20,23 +20,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T>
-struct DevSpaces {
-  const T* in;
-  T* out;
-  T* ws;
-  __device__ T* ptr(int64_t operand) const {
-    const int64_t space = operand >> kSpaceShift;
-    const int64_t off = operand & kOffsetMask;
-    if (space == 0) return const_cast<T*>(in) + off;
-    if (space == 1) return out + off;
-    return ws + off;
-  }
-};
 
 template <typename T>
 __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T* coefs,
-                                const DevSpaces<T>& sp, T* tmp) {
+                                const PlaneSpaces<T>& sp, T* tmp) {
   const bool acc = (c[0] & kAccumulate) != 0;
   const int64_t op = c[0] & ~kAccumulate;
   T* dst = sp.ptr(c[1]);
@@ -169,7 +156,7 @@ __global__ void linear_program_kernel(const T* __restrict__ x, T* __restrict__ o
   T* ws = ws_all + static_cast<int64_t>(blockIdx.x) * ws_stride;
   T* tmp = ws + ws_numel;
   for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
-    DevSpaces<T> sp{x + p * in_numel, out + p * out_numel, ws};
+    PlaneSpaces<T> sp{x + p * in_numel, out + p * out_numel, ws};
     for (int64_t q = 0; q < n_instr; ++q) {
       run_instruction<T>(instr + q * kInstrCols, tables, coefs, sp, tmp);
       __syncthreads();

@@ -386,29 +386,14 @@ __global__ void qco_backward_kernel(const T* __restrict__ gl, const T* __restric
     const int64_t p = c0 + threadIdx.x;
     for (int m = 0; m < kMaxCodes; ++m) ent[threadIdx.x * kMaxCodes + m] = -1;
     if (p < P) {
-      int kk[kMaxCodes], kn[kMaxCodes];
-      T rr[kMaxCodes], rn[kMaxCodes];
-      const int n = stl_codes(S[p], q, L, delta, kk, rr);
+      int kk[kMaxCodes];
+      double contrib[kMaxCodes];
+      const int n = qco_pixel_grad(S, p, h, w, q, L, delta, dc, cooc, kk, contrib);
       double acc = 0;
       for (int m = 0; m < n; ++m) {
-        double dE = 0;
-        if (!cooc) {
-          dE = dc[kk[m]];
-        } else {
-          const int64_t y = p / w, x = p % w;
-          if (y + 1 < h && x + 1 < w) {
-            const int nb = stl_codes(S[p + w + 1], q, L, delta, kn, rn);
-            for (int j = 0; j < nb; ++j) dE += dc[kk[m] * L + kn[j]] * double(rn[j]);
-          }
-          if (y > 0 && x > 0) {
-            const int na = stl_codes(S[p - w - 1], q, L, delta, kn, rn);
-            for (int i = 0; i < na; ++i) dE += double(rn[i]) * dc[kn[i] * L + kk[m]];
-          }
-        }
-        const double sg = sign_of(q[kk[m]] - S[p]);
-        acc += dE * sg;
+        acc += contrib[m];
         ent[threadIdx.x * kMaxCodes + m] = kk[m];
-        val[threadIdx.x * kMaxCodes + m] = -dE * sg;
+        val[threadIdx.x * kMaxCodes + m] = -contrib[m];
       }
       ds[p] = static_cast<T>(acc);
     }
