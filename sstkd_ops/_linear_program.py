@@ -61,9 +61,9 @@ class Instr:
 class ProgramBuilder:
     """Record a linear map of an ``(h, w)`` input plane as instructions.
 
-    Regions of the workspace are allocated with :meth:`alloc` and returned with :meth:`free`
-    (first fit, so a program's workspace stays near its live set). Outputs are regions of
-    space 1 from :meth:`output`; they are write-only (reading one is refused), which keeps
+    Workspace regions come from :meth:`alloc` (each value its own region, so the recorded
+    program is easy to read); :meth:`build` then places them by lifetime. Outputs are regions
+    of space 1 from :meth:`output`; they are write-only (reading one is refused), which keeps
     the adjoint's input read-only.
     """
 
@@ -71,40 +71,15 @@ class ProgramBuilder:
         self.input = Region(IN, 0, h, w)
         self.instrs: list[Instr] = []
         self._out_numel = 0
-        self._free: list[tuple[int, int]] = []  # (offset, size), sorted
         self._ws_top = 0
-        self._ws_peak = 0
 
     # -- memory -------------------------------------------------------------------------
     def alloc(self, h: int, w: int) -> Region:
-        n = h * w
-        for i, (off, size) in enumerate(self._free):
-            if size >= n:
-                if size == n:
-                    self._free.pop(i)
-                else:
-                    self._free[i] = (off + n, size - n)
-                return Region(WS, off, h, w)
-        off = self._ws_top
-        self._ws_top += n
-        self._ws_peak = max(self._ws_peak, self._ws_top)
-        return Region(WS, off, h, w)
-
-    def free(self, *regions: Region) -> None:
-        for r in regions:
-            if r.space != WS or r.numel == 0:
-                continue
-            self._free.append((r.offset, r.numel))
-        self._free.sort()
-        merged: list[tuple[int, int]] = []
-        for off, size in self._free:
-            if merged and merged[-1][0] + merged[-1][1] == off:
-                merged[-1] = (merged[-1][0], merged[-1][1] + size)
-            else:
-                merged.append((off, size))
-        if merged and merged[-1][0] + merged[-1][1] == self._ws_top:
-            self._ws_top = merged.pop()[0]
-        self._free = merged
+        """A fresh workspace region; :meth:`build` later lets regions whose lifetimes do not
+        overlap share memory."""
+        r = Region(WS, self._ws_top, h, w)
+        self._ws_top += h * w
+        return r
 
     def output(self, h: int, w: int) -> Region:
         r = Region(OUT, self._out_numel, h, w)
@@ -215,7 +190,7 @@ class ProgramBuilder:
         """Freeze the instructions; with ``reuse``, workspace regions whose lifetimes do not
         overlap share memory (first fit over the instruction order)."""
         instrs = list(self.instrs)
-        ws_numel = self._ws_peak
+        ws_numel = self._ws_top
         if reuse:
             instrs, ws_numel = _assign_workspace(instrs)
         return Program(self.input.numel, self._out_numel, ws_numel, instrs)

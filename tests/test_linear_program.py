@@ -33,14 +33,12 @@ def _random_builder(h: int, w: int, seed: int):
     k = torch.randn(3, 4, generator=g)
     k[1, 2] = 0.0
     c2 = b.corr2d(ext, k, (h, w - 1), stride=(1, 1, 1, 2))
-    b.free(ext)
     up = b.zero(b.alloc(2 * ho + 6, 2 * wo + 8))
     b.sep_corr_t(up, low, torch.randn(7, generator=g), torch.randn(9, generator=g),
                  stride=(2, 1, 2, 0))
     folded = b.zero(b.alloc(h, w))
     idx = (torch.arange(up.h)[:, None] % h) * w + torch.arange(up.w)[None, :] % w
     b.scatter_add(folded, up, idx)
-    b.free(up)
     holes = torch.arange(h * w).view(h, w)
     holes[::2, 1::2] = -1  # -1 entries read zero
     mix = b.axpby(0.5, folded, -2.0, x)
