@@ -2,8 +2,10 @@
 
 - :mod:`sstkd.distill.texture` -- CDM (contourlet) and DTIEM (equalisation) modules, the
   student adapter and the structural / statistical losses.
+- :mod:`sstkd.distill.distiller` -- :class:`Distiller`, the whole per-step objective.
 """
 
+from .distiller import LOSS_TERMS, Distiller
 from .texture import (
     ContourletDecomposition,
     StudentAdapter,
@@ -14,7 +16,9 @@ from .texture import (
 )
 
 __all__ = [
+    "LOSS_TERMS",
     "ContourletDecomposition",
+    "Distiller",
     "StudentAdapter",
     "TextureDistiller",
     "TextureIntensityEqualization",

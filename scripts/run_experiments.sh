@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The experiments of docs/EXPERIMENTS.md, one training process at a time (1 CPU thread each).
+# Usage: scripts/run_experiments.sh [PHASE]...  (default: all phases, in the order below)
+# Results: runs/exp/<name>/summary.md; every command is logged in runs/exp/<name>/commands.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN="python scripts/run_experiments.py run --threads 1"
+SYN=configs/synthetic_default.yaml
+
+sweep() {  # str / sta weights on seed 0 (not one of the reported seeds)
+  $RUN --config $SYN --seeds 0 --out runs/exp/sweep --variants skd \
+    "str0.01=sstkd_str,distill.weights.str=0.01" "str0.1=sstkd_str,distill.weights.str=0.1" \
+    "str1=sstkd_str,distill.weights.str=1" \
+    "sta1=sstkd_sta,distill.weights.sta=1" "sta10=sstkd_sta,distill.weights.sta=10" \
+    "sta100=sstkd_sta,distill.weights.sta=100"
+}
+synthetic() {  # the comparison over 3 seeds: methods that do not use str/sta
+  $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants baseline kd cwd skd
+}
+synthetic_sstkd() {  # SSTKD and its ablation with DEFAULT_WEIGHTS (chosen by the sweep)
+  $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants sstkd sstkd_str sstkd_sta
+}
+camvid() {  # one seed at CPU size: configs/camvid_cpu.yaml
+  $RUN --config configs/camvid_cpu.yaml --seeds 1 --out runs/exp/camvid \
+    --variants baseline sstkd kd cwd
+}
+camvid_ablation() {
+  $RUN --config configs/camvid_cpu.yaml --seeds 1 --out runs/exp/camvid \
+    --variants sstkd_str sstkd_sta skd
+}
+strong_teacher() {  # why: the same students distilled from a teacher trained 3x longer
+  $RUN --config $SYN --seeds 1 --out runs/exp/strong_teacher --set train.teacher_iters=360 \
+    --variants kd sstkd
+}
+for phase in "${@:-sweep synthetic synthetic_sstkd camvid strong_teacher camvid_ablation}"; do
+  for p in $phase; do "$p"; done
+done

@@ -1,0 +1,263 @@
+"""Train a segmentation student, optionally distilled from a frozen teacher (SSTKD and others).
+
+Command line::
+
+    python -m sstkd.train                    # the embedded default (synthetic pipeline, CPU)
+    python -m sstkd.train --config configs/camvid_cpu.yaml --preset sstkd \\
+        --teacher-checkpoint runs/camvid_cpu/teacher/final_model.pth
+    python -m sstkd.train --config C --pipeline   # teacher (cached) + distilled + baseline
+    python -m sstkd.train --config C --set optim.lr=0.005 --set train.iters=2000 --resume
+    torchrun --nproc_per_node=2 -m sstkd.train --config C ...   # DistributedDataParallel
+
+Without arguments it runs ``configs/synthetic_default.yaml`` as a *pipeline*: it trains the
+teacher (or reuses the one cached under ``$SSTKD_CACHE`` or ``~/.cache/sstkd/teachers/<hash of
+the teacher's config>``), distils the student with the config's preset, trains the same student
+without distillation, evaluates all three and prints a table (``--pipeline --resume`` also
+reuses finished students and continues interrupted ones). Every run writes
+``results.json``, ``metrics.csv``, ``curves.png``, ``latest.pt`` / ``best.pt`` (full training
+state) and ``final_model.pth`` / ``best_model.pth`` (student weights for
+``python -m sstkd.evaluate``) to its output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config, check_config_paths, config_from_dict, load_config
+from .engine import NonFiniteLossError, barrier, cleanup, init_distributed, is_main, world_size
+from .engine.trainer import FINAL_MODEL, build_datasets, train, write_results
+from .evaluate import evaluate
+from .models import load_checkpoint
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic_default.yaml"
+_NOT_IN_CACHE_KEY = (("train", "output_dir"), ("train", "log_every"), ("train", "tensorboard"),
+                     ("train", "ckpt_every"), ("train", "teacher_iters"), ("data", "workers"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sstkd.train",
+                                description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="With no arguments: --config " + str(DEFAULT_CONFIG) +
+                                " --pipeline.")
+    p.add_argument("--config", default=None, help="YAML config (default: the synthetic demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.005 (repeatable)")
+    p.add_argument("--preset", default=None, help="distill.preset (baseline, kd, skd, cwd, "
+                   "sstkd, sstkd_str, sstkd_sta)")
+    p.add_argument("--teacher-checkpoint", default=None, help="trained teacher weights")
+    p.add_argument("--pretrained", default=None, help="local ImageNet backbone for the student")
+    p.add_argument("--output-dir", default=None, help="train.output_dir")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue from CKPT (default: <output-dir>/latest.pt)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="train/reuse the teacher, then the distilled and the baseline student")
+    p.add_argument("--cache-dir", default=os.environ.get("SSTKD_CACHE",
+                                                         str(Path.home() / ".cache" / "sstkd")),
+                   help="where --pipeline caches trained teachers (default: $SSTKD_CACHE or "
+                        "~/.cache/sstkd)")
+    p.add_argument("--no-cache", action="store_true", help="--pipeline: always train the "
+                   "teacher, in <output-dir>/teacher")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: cores / processes - 1, or $OMP_NUM_THREADS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, key in (("preset", "distill.preset"), ("teacher_checkpoint",
+                                                     "model.teacher_checkpoint"),
+                      ("pretrained", "model.pretrained"), ("output_dir", "train.output_dir")):
+        if getattr(args, flag) is not None:
+            out.append(f"{key}={getattr(args, flag)}")
+    return out + list(args.overrides)
+
+
+def derive(cfg: Config, preset: str | None = None, **changes: Any) -> Config:
+    """A copy of ``cfg`` with ``section.key`` changes (``model__student=...``) and, when
+    ``preset`` is given, that preset's loss weights (explicit weights are dropped)."""
+    d = cfg.to_dict()
+    for key, value in changes.items():
+        section, name = key.split("__")
+        d[section][name] = value
+    if preset is not None:
+        d["distill"]["preset"] = preset
+        d["distill"]["weights"] = {}
+    return config_from_dict(d)
+
+
+def _resume_path(cfg: Config, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    path = Path(cfg.train.output_dir) / "latest.pt" if resume == "auto" else Path(resume)
+    if not path.is_file():
+        raise ValueError(f"train: --resume expected a checkpoint at {str(path)!r}; none found")
+    return path
+
+
+def _teacher_key(cfg: Config) -> str:
+    """Hash of what the teacher's training depends on (not the distillation settings)."""
+    d = cfg.to_dict()
+    d.pop("distill")
+    for section, name in _NOT_IN_CACHE_KEY:
+        d[section].pop(name, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _finished(out_dir: Path, steps: int) -> dict[str, Any] | None:
+    """The result of a completed run in ``out_dir`` (``None`` if it is missing or partial)."""
+    path = out_dir / "results.json"
+    if not (path.is_file() and (out_dir / FINAL_MODEL).is_file()):
+        return None
+    runs = json.loads(path.read_text()).get("runs", [])
+    return runs[0] if runs and runs[0].get("steps") == steps else None
+
+
+def _stage(cfg: Config, name: str, args: argparse.Namespace, device: torch.device,
+           reuse: bool) -> dict[str, Any]:
+    """Train one pipeline stage; with ``reuse``, return its finished result instead; with
+    ``--resume``, continue a partial one."""
+    out = Path(cfg.train.output_dir)
+    done = _finished(out, cfg.train.iters) if reuse else None
+    if done is not None:
+        if is_main():
+            print(f"sstkd.train: {name}: reusing the finished run in {out}", flush=True)
+        return dict(done, name=name, reused=True)
+    resume = out / "latest.pt" if args.resume and (out / "latest.pt").is_file() else None
+    return train(cfg, device, resume, progress=not args.no_progress, name=name)
+
+
+def _external_teacher(cfg: Config, device: torch.device) -> dict[str, Any]:
+    """Evaluate a given teacher checkpoint on the validation split."""
+    t0 = time.time()
+    model, _ = load_checkpoint(cfg.model.teacher_checkpoint, name=cfg.model.teacher,
+                               num_classes=cfg.data.num_classes,
+                               output_stride=cfg.model.output_stride)
+    res = evaluate(model, build_datasets(cfg)[1], cfg.eval.mode, crop_size=cfg.eval.crop_size,
+                   stride=cfg.eval.stride, device=device, progress=False)
+    return {"name": "teacher", "model": cfg.model.teacher, "preset": "given", "miou": res["miou"],
+            "iou": dict(zip(res["class_names"], res["iou"], strict=True)), "steps": None,
+            "wall_time_s": round(time.time() - t0, 1), "checkpoint": cfg.model.teacher_checkpoint}
+
+
+def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
+                 ) -> dict[str, Any]:
+    """Teacher (trained, cached or given) -> distilled student -> baseline student -> table."""
+    t0 = time.time()
+    out = Path(cfg.train.output_dir)
+    runs = []
+    if cfg.model.teacher_checkpoint is not None:
+        check_config_paths(cfg)
+        runs.append(_external_teacher(cfg, device))
+        teacher_ckpt = cfg.model.teacher_checkpoint
+    else:
+        tcfg = derive(cfg, "baseline", model__student=cfg.model.teacher,
+                      train__iters=cfg.train.teacher_iters or cfg.train.iters)
+        check_config_paths(tcfg)
+        tdir = out / "teacher" if args.no_cache else (
+            Path(args.cache_dir).expanduser() / "teachers" / _teacher_key(tcfg))
+        tcfg = derive(tcfg, train__output_dir=str(tdir))
+        if not args.no_cache and is_main():
+            print(f"sstkd.train: teacher cache: {tdir}", flush=True)
+        runs.append(_stage(tcfg, "teacher", args, device,
+                           bool(not args.no_cache or args.resume)))
+        teacher_ckpt = str(tdir / FINAL_MODEL)
+        if not args.no_cache and is_main():  # a copy beside the students, for convenience
+            (out / "teacher").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(tdir / "results.json", out / "teacher" / "results.json")
+    barrier()
+    preset = cfg.distill.preset
+    scfg = derive(cfg, model__teacher_checkpoint=teacher_ckpt,
+                  train__output_dir=str(out / f"student_{preset}"))
+    check_config_paths(scfg)
+    runs.append(_stage(scfg, f"student_{preset}", args, device, bool(args.resume)))
+    if preset != "baseline":
+        bcfg = derive(cfg, "baseline", model__teacher_checkpoint=None,
+                      train__output_dir=str(out / "student_baseline"))
+        runs.append(_stage(bcfg, "student_baseline", args, device, bool(args.resume)))
+    summary = {"runs": runs, "total_wall_time_s": round(time.time() - t0, 1),
+               "config": cfg.to_dict()}
+    if is_main():
+        write_results(out / "results.json", summary)
+        print(format_runs(runs))
+        print(f"\nsstkd.train: finished in {summary['total_wall_time_s']:.0f} s; outputs in "
+              f"{out}/ (results.json, and per run: metrics.csv, curves.png, final_model.pth)",
+              flush=True)
+    return summary
+
+
+def format_runs(runs: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of runs: name, model, preset, mIoU, steps, wall time."""
+    lines = ["| run | model | preset | mIoU (%) | steps | wall time (s) |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in runs:
+        miou = r.get("miou")
+        lines.append(f"| {r['name']}{' (cached)' if r.get('reused') else ''} | {r['model']} | "
+                     f"{r['preset']} | {'n/a' if miou is None else f'{100 * miou:.2f}'} | "
+                     f"{r.get('steps')} | {r.get('wall_time_s')} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv`` and train; returns the results (as written to ``results.json``).
+
+    Raises:
+        ValueError: bad configuration (unknown key, wrong type, missing path, teacher/student
+            features that cannot be aligned), before any training step.
+        NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if not argv:
+        args.pipeline = True
+    path = args.config if args.config is not None else DEFAULT_CONFIG
+    if args.config is None and not DEFAULT_CONFIG.is_file():
+        raise ValueError(f"train: the default config {str(DEFAULT_CONFIG)!r} is missing; pass "
+                         "--config")
+    device = init_distributed()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    elif "OMP_NUM_THREADS" not in os.environ:  # leave a core to the OS / data / neighbours:
+        # oversubscribed OpenMP threads are several times slower than one thread
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size() - 1))
+    try:
+        if args.pipeline:
+            cfg = load_config(path, _overrides(args))
+            return run_pipeline(cfg, args, device)
+        cfg = load_config(path, _overrides(args), check_paths=True)
+        result = train(cfg, device, _resume_path(cfg, args.resume),
+                       progress=not args.no_progress, name=f"student_{cfg.distill.preset}")
+        if is_main():
+            print(format_runs([result]))
+            print(f"sstkd.train: outputs in {cfg.train.output_dir}/", flush=True)
+        return {"runs": [result]}
+    finally:  # leave the process as it was (matters when main() is called from Python)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        cleanup()
+
+
+def _cli() -> int:
+    try:
+        main()
+    except (ValueError, NonFiniteLossError) as e:
+        print(f"sstkd.train: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
