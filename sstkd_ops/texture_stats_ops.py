@@ -43,6 +43,42 @@ def _zeros_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if g is None else g
 
 
+# DTIEM's fake, set-up and backward are shared by the compiled op and the Triton op
+# (sstkd_ops.triton.texture_stats), which have the same signature.
+def dtiem_fake(s, num_levels, iters, theta, offsets):
+    B, N, D = s.shape[0], num_levels, len(offsets) // 2
+    return (s.new_empty(s.shape), s.new_empty(B, D, N, N), s.new_empty(B, N), s.new_empty(B, N),
+            s.new_empty(B, N))
+
+
+def dtiem_backward_fake(grad_q, grad_cooc, grad_hist, s, levels, raw_hist, theta, offsets):
+    return torch.empty_like(s, memory_format=torch.contiguous_format)
+
+
+def dtiem_setup(ctx, inputs, output):
+    s, _, _, theta, offsets = inputs
+    q, cooc, hist, levels, raw = output
+    ctx.mark_non_differentiable(levels, raw)
+    ctx.save_for_backward(s, levels, raw)
+    ctx.theta, ctx.offsets, ctx.cooc_shape = theta, offsets, cooc.shape
+
+
+def dtiem_backward_with(backward_op):
+    """The autograd backward of a DTIEM op whose gradient kernel is ``backward_op``."""
+
+    def dtiem_backward(ctx, grad_q, grad_cooc, grad_hist, *_):
+        s, levels, raw = ctx.saved_tensors
+        grad_q = _zeros_if_none(grad_q, s)
+        grad_hist = _zeros_if_none(grad_hist, levels)
+        if grad_cooc is None:
+            grad_cooc = s.new_zeros(ctx.cooc_shape)
+        grad_s = backward_op(grad_q, grad_cooc, grad_hist, s, levels, raw, ctx.theta,
+                             ctx.offsets)
+        return grad_s, None, None, None, None
+
+    return dtiem_backward
+
+
 def _register() -> None:
     lib = "sstkd_ops::"
     ops = torch.ops.sstkd_ops
@@ -124,35 +160,8 @@ def _register() -> None:
                                     setup_context=tem_setup)
 
     # --------------------------------------------------------------------------- DTIEM
-    @torch.library.register_fake(lib + "texstat_dtiem")
-    def _(s, num_levels, iters, theta, offsets):
-        B = s.shape[0]
-        D = len(offsets) // 2
-        return (s.new_empty(s.shape), s.new_empty(B, D, num_levels, num_levels),
-                s.new_empty(B, num_levels), s.new_empty(B, num_levels),
-                s.new_empty(B, num_levels))
-
-    @torch.library.register_fake(lib + "texstat_dtiem_backward")
-    def _(grad_q, grad_cooc, grad_hist, s, levels, raw_hist, theta, offsets):
-        return torch.empty_like(s, memory_format=torch.contiguous_format)
-
-    def dtiem_setup(ctx, inputs, output):
-        s, _, _, theta, offsets = inputs
-        q, cooc, hist, levels, raw = output
-        ctx.mark_non_differentiable(levels, raw)
-        ctx.save_for_backward(s, levels, raw)
-        ctx.theta, ctx.offsets = theta, offsets
-        ctx.cooc_shape = cooc.shape
-
-    def dtiem_backward(ctx, grad_q, grad_cooc, grad_hist, *_):
-        s, levels, raw = ctx.saved_tensors
-        grad_q = _zeros_if_none(grad_q, s)
-        grad_hist = _zeros_if_none(grad_hist, levels)
-        if grad_cooc is None:
-            grad_cooc = s.new_zeros(ctx.cooc_shape)
-        grad_s = ops.texstat_dtiem_backward(grad_q, grad_cooc, grad_hist, s, levels, raw,
-                                            ctx.theta, ctx.offsets)
-        return grad_s, None, None, None, None
-
+    torch.library.register_fake(lib + "texstat_dtiem")(dtiem_fake)
+    torch.library.register_fake(lib + "texstat_dtiem_backward")(dtiem_backward_fake)
+    dtiem_backward = dtiem_backward_with(ops.texstat_dtiem_backward)
     torch.library.register_autograd(lib + "texstat_dtiem", dtiem_backward,
                                     setup_context=dtiem_setup)

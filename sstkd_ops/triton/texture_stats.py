@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from ..reference.texture_stats import NORM_EPS, denoise_histogram
+from ..texture_stats_ops import dtiem_backward_fake, dtiem_backward_with, dtiem_fake, dtiem_setup
 
 BLOCK = 128  # pixels per step
 NPROG = 8  # persistent programs per image for pixel reductions
@@ -411,11 +412,7 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
     return q.reshape(B, H, W), cooc, hist, levels, raw
 
 
-@texstat_dtiem.register_fake
-def _(s, num_levels, iters, theta, offsets):
-    B, N, D = s.shape[0], num_levels, len(offsets) // 2
-    return (s.new_empty(s.shape), s.new_empty(B, D, N, N), s.new_empty(B, N), s.new_empty(B, N),
-            s.new_empty(B, N))
+texstat_dtiem.register_fake(dtiem_fake)
 
 
 @torch.library.custom_op("sstkd_ops::texstat_dtiem_backward_triton", mutates_args=())
@@ -451,26 +448,5 @@ def _dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_hist: to
     return ds.reshape(B, H, W)
 
 
-@_dtiem_backward.register_fake
-def _(grad_q, grad_cooc, grad_hist, s, levels, raw_hist, theta, offsets):
-    return torch.empty_like(s, memory_format=torch.contiguous_format)
-
-
-def _dtiem_setup(ctx, inputs, output):
-    s, _, _, theta, offsets = inputs
-    q, cooc, hist, levels, raw = output
-    ctx.mark_non_differentiable(levels, raw)
-    ctx.save_for_backward(s, levels, raw)
-    ctx.theta, ctx.offsets, ctx.cooc_shape = theta, offsets, cooc.shape
-
-
-def _dtiem_backward_autograd(ctx, grad_q, grad_cooc, grad_hist, *_):
-    s, levels, raw = ctx.saved_tensors
-    grad_q = torch.zeros_like(s) if grad_q is None else grad_q
-    grad_hist = torch.zeros_like(levels) if grad_hist is None else grad_hist
-    grad_cooc = s.new_zeros(ctx.cooc_shape) if grad_cooc is None else grad_cooc
-    return (_dtiem_backward(grad_q, grad_cooc, grad_hist, s, levels, raw, ctx.theta,
-                            ctx.offsets), None, None, None, None)
-
-
-texstat_dtiem.register_autograd(_dtiem_backward_autograd, setup_context=_dtiem_setup)
+_dtiem_backward.register_fake(dtiem_backward_fake)
+texstat_dtiem.register_autograd(dtiem_backward_with(_dtiem_backward), setup_context=dtiem_setup)
