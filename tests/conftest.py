@@ -39,10 +39,6 @@ def golden_dir() -> Path:
     return GOLDEN
 
 
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 

@@ -5,12 +5,12 @@ import warnings
 
 import pytest
 import torch
+from conftest import TOL
 
 import sstkd_ops
 from sstkd_ops import _backend
 from sstkd_ops._contourlet_fused import contourlet_apply
 from sstkd_ops.filters import DFB_FILTERS, LP_FILTERS
-from tests.conftest import TOL
 
 BACKENDS = []
 if _backend.has_cpu_kernels():
