@@ -36,13 +36,20 @@ from harness import (  # noqa: E402
 
 from sstkd_ops import _backend  # noqa: E402
 from sstkd_ops.reference import texture_stats as ref  # noqa: E402
-from sstkd_ops.texture_stats import qco_1d, texture_equalize  # noqa: E402
+from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize  # noqa: E402
 
 OFFSETS = ((1, 1),)
 
 
-def _make_fn(op: str, backend: str, N: int):
-    """(x) -> tuple of differentiable outputs."""
+OPS = ("texture_equalize", "qco_1d", "qco_2d", "qco_1d_tem")
+
+
+def _make_fn(op: str, backend: str, N: int, x: torch.Tensor):
+    """(x) -> tuple of differentiable outputs.
+
+    ``qco_2d``: one cell (scale 1); ``qco_1d_tem``: QCO 1-D of x, then the TEM product with
+    fixed per-level features ``f (B, C, N)`` (STLNet's TEM step on the whole map).
+    """
     if op == "texture_equalize":
         if backend == "ref+compile":
             compiled = torch.compile(lambda x: ref.texture_equalize(x, N, 2, 0.5, OFFSETS)[:3])
@@ -52,12 +59,30 @@ def _make_fn(op: str, backend: str, N: int):
         if backend == "ref+compile":
             return torch.compile(lambda x: ref.qco_1d(x, N)[:2])
         return lambda x: tuple(qco_1d(x, N, backend=backend))[:2]
-    raise ValueError(op)
+    if op == "qco_2d":
+        if backend == "ref+compile":
+            return torch.compile(lambda x: ref.qco_2d(x, N, 1))
+        return lambda x: qco_2d(x, N, 1, backend=backend)
+    if op == "qco_1d_tem":
+        f = torch.randn(x.shape[0], x.shape[1], N, device=x.device, dtype=x.dtype)
+        if backend == "ref+compile":
+            def tem_ref(x):
+                levels, _, cos = ref.qco_1d(x, N)
+                return (ref.qco_1d_tem(f, cos, levels),)
+
+            return torch.compile(tem_ref)
+
+        def tem(x):
+            q = qco_1d(x, N, backend=backend)
+            return (qco_1d_tem(f, q.cos_sim, q.levels, backend=backend),)
+
+        return tem
+    raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
 
 def _bench_one(op, backend, shape, N, device, dtype, warmup, reps):
     x = torch.randn(shape, device=device, dtype=dtype)
-    fn = _make_fn(op, backend, N)
+    fn = _make_fn(op, backend, N, x)
     with torch.no_grad():
         outs = fn(x)
     weights = [torch.randn_like(o) for o in outs]
@@ -97,7 +122,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized: (2, 64, 128, 128), N=128")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--ops", default="texture_equalize,qco_1d")
+    p.add_argument("--ops", default=",".join(OPS))
     p.add_argument("--no-compile", action="store_true", help="skip reference + torch.compile")
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -121,10 +146,8 @@ def main() -> None:
     for op in args.ops.split(","):
         for shape in shapes:
             for N in levels:
-                op_backends = backends + [b for b in fast if op == "texture_equalize"
-                                          or b != "triton"]
                 rows = []
-                for be in op_backends:
+                for be in backends + fast:
                     try:
                         rows += _bench_one(op, be, shape, N, device, torch.float32, 1, reps)
                     except Exception as exc:  # record and go on (e.g. compile failure)

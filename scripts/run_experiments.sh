@@ -20,18 +20,14 @@ synthetic() {  # the comparison over 3 seeds: methods that do not use str/sta
 synthetic_sstkd() {  # SSTKD and its ablation with DEFAULT_WEIGHTS (chosen by the sweep)
   $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants sstkd sstkd_str sstkd_sta
 }
-camvid() {  # one seed at CPU size: configs/camvid_cpu.yaml
-  $RUN --config configs/camvid_cpu.yaml --seeds 1 --out runs/exp/camvid \
-    --variants baseline sstkd kd cwd
-}
-camvid_ablation() {
-  $RUN --config configs/camvid_cpu.yaml --seeds 1 --out runs/exp/camvid \
-    --variants sstkd_str sstkd_sta skd
+camvid() {  # CPU size (configs/camvid_cpu.yaml), 3 seeds, every method and the ablation
+  $RUN --config configs/camvid_cpu.yaml --seeds 1 2 3 --out runs/exp/camvid \
+    --variants baseline kd cwd skd sstkd sstkd_str sstkd_sta
 }
 strong_teacher() {  # why: the same students distilled from a teacher trained 3x longer
   $RUN --config $SYN --seeds 1 --out runs/exp/strong_teacher --set train.teacher_iters=360 \
     --variants kd sstkd
 }
-for phase in "${@:-sweep synthetic synthetic_sstkd camvid strong_teacher camvid_ablation}"; do
+for phase in "${@:-sweep synthetic synthetic_sstkd camvid strong_teacher}"; do
   for p in $phase; do "$p"; done
 done

@@ -12,7 +12,8 @@ The fused backends (``cpu``: C++, ``cuda``: CUDA, ``triton``) never build the ``
 code or the ``(B, N, N, H*W)`` co-occurrence tensors: their extra memory is
 ``O(B*H*W + B*N*N)``. ``reference`` (plain PyTorch, :mod:`sstkd_ops.reference.texture_stats`)
 builds them and is the oracle. The C++ and CUDA kernels reduce in a fixed order, so results are
-bitwise reproducible run to run; see each op for its backends.
+bitwise reproducible run to run; the Triton kernels too (per-program partial sums reduced in a
+fixed order, no atomics).
 
 Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
 non-finite; the ops raise ``ValueError`` in eager mode (under ``torch.compile`` the compiled
@@ -75,11 +76,6 @@ def _fused_ops(backend: str):
     return torch.ops.sstkd_ops
 
 
-def _implemented(op: str) -> tuple[str, ...]:
-    """Backends with code for ``op`` (availability is checked by select_backend)."""
-    return ("cpu", "cuda", "triton") if op == "texture_equalize" else ("cpu", "cuda")
-
-
 def _check_x(fn: str, x: object) -> torch.Tensor:
     return _checks.check_tensor(fn, "x", x, ndim=4, min_size=(1, 1, 1, 1))
 
@@ -106,14 +102,14 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
         x: ``(B, C, H, W)`` float32/float64 feature map.
         num_levels: L >= 1 (L = 1: one level, mask width ``max S - min S``; the official code
             fails there).
-        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
     Returns:
         :class:`QCO1d` ``(levels (B, L), sta (B, L), cos_sim (B, H, W))``, all differentiable
         w.r.t. ``x``. A constant ``S`` (constant map, H = W = 1, ...) gives ``sta = NaN`` and a
         NaN gradient, as the official code (0 / 0). An all-zero pixel vector has ``S = 0``.
 
-    Determinism: all backends are deterministic.
+    Determinism: all backends are deterministic (bitwise reproducible run to run).
 
     Example:
         >>> out = qco_1d(torch.randn(2, 16, 8, 8), 8)
@@ -123,7 +119,7 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
     fn = "qco_1d"
     x = _check_x(fn, x)
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
-    be = _select(fn, x, backend, _implemented(fn))
+    be = _select(fn, x, backend, _FUSED)
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)
@@ -162,14 +158,14 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
         x: ``(B, C, H, W)`` float32/float64.
         num_levels: L >= 1.
         scale: S >= 1, must divide the pooled H and W.
-        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
     Returns:
         ``levels (B, S*S, L)`` and ``sta (B, S*S, L, L)`` (``[b, cell, i, j]``, i at (y, x),
         j at (y+1, x+1)), differentiable w.r.t. ``x``. Constant cells give ``sta = 0`` and a
         zero gradient. STLNet's ``sta_cat`` is ``[q_j, q_i, sta]`` over ``i*L + j``.
 
-    Determinism: all backends are deterministic.
+    Determinism: all backends are deterministic (bitwise reproducible run to run).
 
     Example:
         >>> levels, sta = qco_2d(torch.randn(1, 8, 16, 16), 8, 2)
@@ -181,7 +177,7 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
     S = _checks.check_int(fn, "scale", scale, minimum=1)
     _qco_2d_sizes(fn, x.shape, L, S)
-    be = _select(fn, x, backend, _implemented(fn))
+    be = _select(fn, x, backend, _FUSED)
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)
@@ -207,13 +203,13 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
         f: ``(B, C, L)`` per-level features.
         cos_sim: ``(B, H, W)`` texture intensity (``qco_1d(...).cos_sim``).
         levels: ``(B, L)`` levels (``qco_1d(...).levels``).
-        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``.
+        backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
     Returns:
         ``(B, C, H, W)``, differentiable w.r.t. ``f``, ``cos_sim`` and ``levels`` (the mask
         width ``q_1 - q_0`` is not differentiated, as in the official code).
 
-    Determinism: all backends are deterministic.
+    Determinism: all backends are deterministic (bitwise reproducible run to run).
 
     Example:
         >>> x = torch.randn(2, 16, 8, 8)
@@ -233,7 +229,7 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
     if not (f.dtype == cos_sim.dtype == levels.dtype):
         raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
                         f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
-    be = _select(fn, f, backend, _implemented(fn))
+    be = _select(fn, f, backend, _FUSED)
     _check_s_finite(fn, cos_sim)
     if be == "reference":
         return _ref.qco_1d_tem(f, cos_sim, levels)
@@ -287,8 +283,7 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
         carry no gradient. A constant map puts every pixel on the last level (``Q`` constant,
         zero gradient); an all-zero pixel vector has ``S = 0``.
 
-    Determinism: ``reference``, ``cpu`` and ``cuda`` are bitwise reproducible run to run;
-    ``triton`` is too (per-block partial sums, no atomics).
+    Determinism: all backends are deterministic (bitwise reproducible run to run).
 
     Example:
         >>> out = texture_equalize(torch.randn(2, 16, 12, 12), num_levels=8)
@@ -301,7 +296,7 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
-    be = _select(fn, x, backend, _implemented(fn))
+    be = _select(fn, x, backend, _FUSED)
     if be == "reference":
         if not torch.compiler.is_compiling():
             _checks.check_finite(fn, "x", x)

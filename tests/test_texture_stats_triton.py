@@ -1,4 +1,8 @@
-"""Triton DTIEM kernels against the reference (CPU: TRITON_INTERPRET=1, tiny inputs)."""
+"""Triton texture-statistics kernels against the reference (CPU: TRITON_INTERPRET=1, tiny
+inputs): DTIEM, QCO 1-D / 2-D and the TEM product; opcheck, torch.compile, determinism.
+
+Golden vectors, gradcheck and edge cases run on Triton too (test_texture_stats.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import torch
 from conftest import assert_close
 
 from sstkd_ops import _backend
-from sstkd_ops.texture_stats import texture_equalize
+from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif("triton" not in _backend.available_backends(DEVICE),
@@ -41,10 +45,50 @@ def test_triton_matches_reference(case, dtype):
         assert_close(a, b, dtype, scale=10.0)
 
 
+def _qco_run(x, f, backend, L, S):
+    x = x.detach().clone().requires_grad_()
+    f = f.detach().clone().requires_grad_()
+    q1 = qco_1d(x, L, backend=backend)
+    n = 2 * S  # 2 levels: sizes pooled to multiples of 2, then split into S x S cells
+    lv2, sta2 = qco_2d(x[..., : x.shape[2] // n * n, : x.shape[3] // n * n], 2, S,
+                       backend=backend)
+    tem = qco_1d_tem(f, q1.cos_sim, q1.levels, backend=backend)
+    outs = (q1.levels, q1.sta, q1.cos_sim, lv2, sta2, tem)
+    gen = torch.Generator().manual_seed(5)
+    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)).sum()
+               for o in outs)
+    return (*outs, *torch.autograd.grad(loss, (x, f)))
+
+
+QCO_CASES = [  # (shape, L, S): odd and prime sizes, batch 1 and > 1, L up to 128 lanes
+    ((2, 3, 5, 7), 5, 1),
+    ((1, 4, 9, 6), 16, 3),
+    ((3, 2, 8, 8), 1, 2),
+    ((1, 6, 12, 11), 100, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", QCO_CASES)
+def test_triton_qco_tem_match_reference(case, dtype):
+    shape, L, S = case
+    x = torch.randn(shape, dtype=dtype, device=DEVICE)
+    x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # non-contiguous input
+    f = torch.randn(shape[0], 37, L, dtype=dtype, device=DEVICE)  # C > one channel tile
+    names = ("levels", "sta", "cos_sim", "levels_2d", "sta_2d", "tem", "grad_x", "grad_f")
+    for name, a, b in zip(names, _qco_run(x, f, "triton", L, S),
+                          _qco_run(x, f, "reference", L, S)):
+        assert_close(a, b, dtype, scale=10.0, msg=name)
+
+
 def test_triton_deterministic():
     x = torch.randn(2, 3, 6, 5, device=DEVICE)
     first = _run(x, "triton", CASES[0])
     for a, b in zip(first, _run(x, "triton", CASES[0])):
+        assert torch.equal(a, b)
+    f = torch.randn(2, 40, 8, device=DEVICE)
+    first = _qco_run(x, f, "triton", 8, 2)
+    for a, b in zip(first, _qco_run(x, f, "triton", 8, 2)):
         assert torch.equal(a, b)
 
 
@@ -53,6 +97,8 @@ def test_triton_non_finite_raises():
     x[0, 0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="finite"):
         texture_equalize(x, 4, backend="triton")
+    with pytest.raises(ValueError, match="finite"):
+        qco_2d(x, 1, 1, backend="triton")
 
 
 def test_triton_opcheck():
@@ -60,14 +106,27 @@ def test_triton_opcheck():
 
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=DEVICE, requires_grad=True)
     torch.library.opcheck(tts.texstat_cos_sim, (x, 1))
+    x2 = torch.randn(1, 3, 4, 6, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    torch.library.opcheck(tts.texstat_cos_sim, (x2, 2))
     s = torch.randn(2, 4, 5, dtype=torch.float64, device=DEVICE, requires_grad=True)
     torch.library.opcheck(tts.texstat_dtiem, (s, 5, 1, 0.5, [1, 1, 0, -1]))
+    torch.library.opcheck(tts.texstat_qco, (s, 4, False))
+    torch.library.opcheck(tts.texstat_qco, (s, 3, True))
+    f = torch.randn(2, 3, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    s2 = torch.randn(2, 7, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    lv = torch.sort(torch.randn(2, 4, dtype=torch.float64, device=DEVICE), -1).values
+    delta = torch.full((2,), 0.5, dtype=torch.float64, device=DEVICE)
+    torch.library.opcheck(tts.texstat_qco_tem, (f, s2, lv.requires_grad_(), delta))
 
 
 def test_triton_torch_compile_fullgraph():
     def step(x):
         te = texture_equalize(x, 8, 2, 0.5, ((1, 1),), backend="triton")
-        return te.q.square().sum() + te.cooc.sum() + te.hist.square().sum()
+        q1 = qco_1d(x, 4, backend="triton")
+        lv2, sta2 = qco_2d(x[..., :4], 2, 2, backend="triton")
+        tem = qco_1d_tem(x[:, :, 0, :4], q1.cos_sim, q1.levels, backend="triton")
+        return (te.q.square().sum() + te.cooc.sum() + te.hist.square().sum() + q1.sta.sum()
+                + sta2.square().sum() + tem.square().sum())
 
     x = torch.randn(1, 3, 6, 5, dtype=torch.float64, device=DEVICE, requires_grad=True)
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")

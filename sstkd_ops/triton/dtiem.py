@@ -1,0 +1,313 @@
+"""Triton DTIEM (``texture_equalize(..., backend='triton')``): ``texstat_dtiem_triton``.
+
+Same signature and outputs as the compiled ``texstat_dtiem`` (``csrc/texture_stats.cpp``).
+Every pass is a per-pixel kernel; reductions over pixels use a fixed number of persistent
+programs per image that write partial sums (one-hot accumulation of the at most two codes of a
+pixel, ``tl.dot`` for the N x N co-occurrence), reduced afterwards in a fixed order: no atomics,
+bitwise reproducible. Extra memory is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps
+(denoising, CDF, level updates) run as torch ops.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference.texture_stats import denoise_histogram
+from ..texture_stats_ops import wire
+from ._common import BLOCK, NPROG, check_finite, np2
+
+
+@triton.jit
+def _last_le(lv_ptr, s, N, STEPS: tl.constexpr):
+    """Index of the last level <= s (-1 if none), binary search over sorted levels."""
+    lo = tl.zeros(s.shape, dtype=tl.int32)
+    hi = lo + N
+    for _ in tl.static_range(STEPS):
+        active = lo < hi
+        mid = (lo + hi) // 2
+        val = tl.load(lv_ptr + tl.minimum(mid, N - 1), mask=active, other=0.0)
+        right = active & (val <= s)
+        lo = tl.where(right, mid + 1, lo)
+        hi = tl.where(active & (val > s), mid, hi)
+    return lo - 1
+
+
+@triton.jit
+def _hat(lv_ptr, s, N, STEPS: tl.constexpr):
+    """Hat code: weight 1 - w on level k, w on k + 1; inside: w depends on s."""
+    j = _last_le(lv_ptr, s, N, STEPS)
+    inside = (j >= 0) & (j <= N - 2)
+    k = tl.minimum(tl.maximum(j, 0), N - 2)
+    l0 = tl.load(lv_ptr + k)
+    l1 = tl.load(lv_ptr + k + 1)
+    den = tl.where(inside, l1 - l0, 1.0)
+    w = tl.where(inside, (s - l0) / den, tl.where(j < 0, 0.0, 1.0))
+    return k, w, inside, den
+
+
+@triton.jit
+def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N,
+                          NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
+                          STEPS: tl.constexpr):
+    b = tl.program_id(0)
+    g = tl.program_id(1)
+    lv = lv_ptr + b * N
+    lanes = tl.arange(0, NP)
+    acc_s = tl.zeros([NP], dtype=tl.float64)
+    acc_c = tl.zeros([NP], dtype=tl.float64)
+    for p0 in range(g * BLOCK, P, NPROG * BLOCK):
+        offs = p0 + tl.arange(0, BLOCK)
+        m = offs < P
+        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+        a = _last_le(lv, s, N, STEPS)
+        a1 = tl.minimum(tl.maximum(a, 0), N - 1)
+        a2 = tl.minimum(a + 1, N - 1)
+        da = tl.abs(s - tl.load(lv + a1))
+        db = tl.abs(s - tl.load(lv + a2))
+        k = tl.where(a < 0, 0, tl.where(a >= N - 1, N - 1, tl.where(da <= db, a1, a2)))
+        k = tl.load(first_ptr + b * N + k)  # first index among equal levels (argmin rule)
+        hit = (k[:, None] == lanes[None, :]) & m[:, None]
+        acc_s += tl.sum(tl.where(hit, s.to(tl.float64)[:, None], 0.0), 0)
+        acc_c += tl.sum(tl.where(hit, 1.0, 0.0).to(tl.float64), 0)
+    out = (b * NPROG + g) * NP + lanes
+    tl.store(sum_ptr + out, acc_s)
+    tl.store(cnt_ptr + out, acc_c)
+
+
+@triton.jit
+def _weighted_hist_partial_kernel(s_ptr, lv_ptr, v_ptr, out_ptr, P, N, HAS_V: tl.constexpr,
+                                  NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
+                                  STEPS: tl.constexpr):
+    """Partial sums over pixels of v_p * E_n(p) (v = 1 without HAS_V), float64."""
+    b = tl.program_id(0)
+    g = tl.program_id(1)
+    lanes = tl.arange(0, NP)
+    acc = tl.zeros([NP], dtype=tl.float64)
+    for p0 in range(g * BLOCK, P, NPROG * BLOCK):
+        offs = p0 + tl.arange(0, BLOCK)
+        m = offs < P
+        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+        k, w, inside, den = _hat(lv_ptr + b * N, s, N, STEPS)
+        w0 = (1.0 - w).to(tl.float64)
+        w1 = w.to(tl.float64)
+        if HAS_V:
+            v = tl.load(v_ptr + b * P + offs, mask=m, other=0.0).to(tl.float64)
+            w0 = w0 * v
+            w1 = w1 * v
+        e = tl.where(k[:, None] == lanes[None, :], w0[:, None], 0.0)
+        e += tl.where((k + 1)[:, None] == lanes[None, :], w1[:, None], 0.0)
+        acc += tl.sum(tl.where(m[:, None], e, 0.0), 0)
+    tl.store(out_ptr + (b * NPROG + g) * NP + lanes, acc)
+
+
+@triton.jit
+def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, P, N, BLOCK: tl.constexpr,
+                     STEPS: tl.constexpr):
+    b = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < P
+    s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+    k, w, inside, den = _hat(lv_ptr + b * N, s, N, STEPS)
+    c0 = tl.load(cdf_ptr + b * N + k, mask=m, other=0.0)
+    c1 = tl.load(cdf_ptr + b * N + k + 1, mask=m, other=0.0)
+    tl.store(q_ptr + b * P + offs, (1.0 - w) * c0 + w * c1, mask=m)
+
+
+@triton.jit
+def _code_matrix(lv_ptr, s, valid, N, NP: tl.constexpr, STEPS: tl.constexpr):
+    """(BLOCK, NP) dense code of a block of pixels (zero rows where not valid)."""
+    lanes = tl.arange(0, NP)
+    k, w, inside, den = _hat(lv_ptr, s, N, STEPS)
+    e = tl.where(k[:, None] == lanes[None, :], (1.0 - w)[:, None], 0.0)
+    e += tl.where((k + 1)[:, None] == lanes[None, :], w[:, None], 0.0)
+    return tl.where(valid[:, None], e, 0.0)
+
+
+@triton.jit
+def _cooc_partial_kernel(s_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
+                         NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
+                         STEPS: tl.constexpr):
+    b = tl.program_id(0)
+    g = tl.program_id(1)
+    P = H * W
+    npairs = hh * ww
+    acc = tl.zeros([NP, NP], dtype=s_ptr.dtype.element_ty)
+    for t0 in range(g * BLOCK, npairs, NPROG * BLOCK):
+        t = t0 + tl.arange(0, BLOCK)
+        m = t < npairs
+        y = y0 + t // ww
+        x = x0 + t % ww
+        si = tl.load(s_ptr + b * P + y * W + x, mask=m, other=0.0)
+        sj = tl.load(s_ptr + b * P + (y + dy) * W + x + dx, mask=m, other=0.0)
+        a = _code_matrix(lv_ptr + b * N, si, m, N, NP, STEPS)
+        c = _code_matrix(lv_ptr + b * N, sj, m, N, NP, STEPS)
+        acc += tl.dot(tl.trans(a), c, input_precision="ieee")
+    rows = tl.arange(0, NP)
+    tl.store(out_ptr + ((b * NPROG + g) * NP + rows[:, None]) * NP + rows[None, :], acc)
+
+
+@triton.jit
+def _dtiem_grad_s_kernel(s_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr, ds_ptr,
+                         H, W, N, D, BLOCK: tl.constexpr, STEPS: tl.constexpr):
+    b = tl.program_id(0)
+    P = H * W
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < P
+    y = offs // W
+    x = offs % W
+    lv = lv_ptr + b * N
+    s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+    k, w, inside, den = _hat(lv, s, N, STEPS)
+    dq = tl.load(dq_ptr + b * P + offs, mask=m, other=0.0).to(tl.float64)
+    de0 = dq * tl.load(cdf_ptr + b * N + k).to(tl.float64) + tl.load(dh_ptr + b * N + k) / P
+    de1 = dq * tl.load(cdf_ptr + b * N + k + 1).to(tl.float64) + tl.load(dh_ptr + b * N + k + 1) / P
+    for d in range(0, D):
+        dy = tl.load(off_ptr + 2 * d)
+        dx = tl.load(off_ptr + 2 * d + 1)
+        hh = H - tl.abs(dy)
+        ww = W - tl.abs(dx)
+        inv = 1.0 / tl.maximum(hh * ww, 1).to(tl.float64)
+        gm = dm_ptr + (b * D + d) * N * N
+        yn = y + dy
+        xn = x + dx
+        vn = m & (yn >= 0) & (yn < H) & (xn >= 0) & (xn < W)
+        sn = tl.load(s_ptr + b * P + yn * W + xn, mask=vn, other=0.0)
+        kn, wn, _i, _d = _hat(lv, sn, N, STEPS)
+        a0 = (1.0 - wn).to(tl.float64)
+        a1 = wn.to(tl.float64)
+        t0 = tl.load(gm + k * N + kn, mask=vn, other=0.0) * a0
+        t0 += tl.load(gm + k * N + kn + 1, mask=vn, other=0.0) * a1
+        t1 = tl.load(gm + (k + 1) * N + kn, mask=vn, other=0.0) * a0
+        t1 += tl.load(gm + (k + 1) * N + kn + 1, mask=vn, other=0.0) * a1
+        de0 += tl.where(vn, t0 * inv, 0.0)
+        de1 += tl.where(vn, t1 * inv, 0.0)
+        yp = y - dy
+        xp = x - dx
+        vp = m & (yp >= 0) & (yp < H) & (xp >= 0) & (xp < W)
+        sp = tl.load(s_ptr + b * P + yp * W + xp, mask=vp, other=0.0)
+        kp, wp, _i2, _d2 = _hat(lv, sp, N, STEPS)
+        b0 = (1.0 - wp).to(tl.float64)
+        b1 = wp.to(tl.float64)
+        u0 = b0 * tl.load(gm + kp * N + k, mask=vp, other=0.0)
+        u0 += b1 * tl.load(gm + (kp + 1) * N + k, mask=vp, other=0.0)
+        u1 = b0 * tl.load(gm + kp * N + k + 1, mask=vp, other=0.0)
+        u1 += b1 * tl.load(gm + (kp + 1) * N + k + 1, mask=vp, other=0.0)
+        de0 += tl.where(vp, u0 * inv, 0.0)
+        de1 += tl.where(vp, u1 * inv, 0.0)
+    ds = tl.where(inside, (de1 - de0) / den.to(tl.float64), 0.0)
+    tl.store(ds_ptr + b * P + offs, ds.to(ds_ptr.dtype.element_ty), mask=m)
+
+
+def _steps(N: int) -> int:
+    return max(1, N.bit_length() + 1)
+
+
+def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
+    B, P = s.shape
+    lo = s.min(-1, keepdim=True).values
+    hi = s.max(-1, keepdim=True).values
+    k = torch.arange(N, device=s.device).float()
+    levels = (((2 * k + 1) / (2 * N)).to(s.dtype) * (hi - lo) + lo).contiguous()
+    NP = np2(N)
+    for _ in range(iters):
+        first = torch.searchsorted(levels, levels).to(torch.int32).contiguous()
+        sums = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
+        cnts = torch.empty_like(sums)
+        _lloyd_partial_kernel[(B, NPROG)](s, levels, first, sums, cnts, P, N, NPROG=NPROG,
+                                          BLOCK=BLOCK, NP=NP, STEPS=_steps(N))
+        sums, cnts = sums.sum(1)[:, :N], cnts.sum(1)[:, :N]
+        levels = torch.where(cnts > 0, (sums / cnts.clamp_min(1)).to(s.dtype), levels)
+        levels = levels.contiguous()
+    return levels
+
+
+def _hist_partial(s, levels, v=None):
+    B, P = s.shape
+    N = levels.shape[1]
+    NP = np2(N)
+    out = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
+    _weighted_hist_partial_kernel[(B, NPROG)](s, levels, s if v is None else v, out, P, N,
+                                              HAS_V=v is not None, NPROG=NPROG, BLOCK=BLOCK,
+                                              NP=NP, STEPS=_steps(N))
+    return out.sum(1)[:, :N]
+
+
+def _cdf(hist: torch.Tensor) -> torch.Tensor:
+    return hist.cumsum(-1) - hist / 2
+
+
+@torch.library.custom_op("sstkd_ops::texstat_dtiem_triton", mutates_args=())
+def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
+                  offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                               torch.Tensor, torch.Tensor]:
+    """Triton ``texstat_dtiem``: same outputs as the compiled op."""
+    B, H, W = s.shape
+    P, N, D = H * W, num_levels, len(offsets) // 2
+    sf = s.reshape(B, P).contiguous()
+    check_finite(sf, "texstat_dtiem_triton")
+    levels = _levels(sf, N, iters)
+    if N == 1:
+        raw = torch.ones(B, 1, dtype=s.dtype, device=s.device)
+        q = torch.full_like(s, 0.5)
+        cooc = torch.ones(B, D, 1, 1, dtype=s.dtype, device=s.device)
+        for d in range(D):
+            if H - abs(offsets[2 * d]) <= 0 or W - abs(offsets[2 * d + 1]) <= 0:
+                cooc[:, d] = 0
+        return q, cooc, raw.clone(), levels, raw
+    raw = (_hist_partial(sf, levels) / P).to(s.dtype)
+    hist = denoise_histogram(raw, theta)
+    cdf = _cdf(hist).contiguous()
+    q = torch.empty_like(sf)
+    _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels, cdf, q, P, N, BLOCK=BLOCK,
+                                                 STEPS=_steps(N))
+    NP = np2(N)
+    cooc = torch.zeros(B, D, N, N, dtype=s.dtype, device=s.device)
+    for d in range(D):
+        dy, dx = offsets[2 * d], offsets[2 * d + 1]
+        hh, ww = H - abs(dy), W - abs(dx)
+        if hh <= 0 or ww <= 0:
+            continue
+        part = torch.empty(B, NPROG, NP, NP, dtype=s.dtype, device=s.device)
+        _cooc_partial_kernel[(B, NPROG)](sf, levels, part, H, W, N, dy, dx, max(0, -dy),
+                                         max(0, -dx), hh, ww, NPROG=NPROG, BLOCK=BLOCK, NP=NP,
+                                         STEPS=_steps(N))
+        cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
+    return q.reshape(B, H, W), cooc, hist, levels, raw
+
+
+@torch.library.custom_op("sstkd_ops::texstat_dtiem_backward_triton", mutates_args=())
+def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_hist: torch.Tensor,
+                    s: torch.Tensor, levels: torch.Tensor, raw_hist: torch.Tensor, theta: float,
+                    offsets: list[int]) -> torch.Tensor:
+    B, H, W = s.shape
+    P, N, D = H * W, levels.shape[1], len(offsets) // 2
+    if N == 1:
+        return torch.zeros_like(s)
+    sf = s.reshape(B, P).contiguous()
+    dq = grad_q.reshape(B, P).contiguous()
+    dcdf = _hist_partial(sf, levels, dq)  # (B, N) float64: sum_p dQ_p E_n(p)
+    # d hist' = grad_hist + d(cumsum(h') - h' / 2)
+    dh = grad_hist.double() + dcdf.flip(-1).cumsum(-1).flip(-1) - dcdf / 2
+    # through the clip-and-redistribute (mirrors reference.denoise_histogram)
+    h = raw_hist
+    amax = h.argmax(-1, keepdim=True)
+    c = theta * h.gather(-1, amax)
+    over = h > c
+    total = dh.sum(-1, keepdim=True)
+    n_over = over.sum(-1, keepdim=True).to(dh.dtype)
+    dclip = torch.where(over, dh, 0).sum(-1, keepdim=True) - n_over / N * total
+    dh_raw = torch.where(over, total / N, dh)
+    dh_raw = dh_raw.scatter_add(-1, amax, theta * dclip)
+    cdf = _cdf(denoise_histogram(h, theta)).contiguous()
+    offs_t = torch.tensor(offsets, dtype=torch.int32, device=s.device)
+    ds = torch.empty_like(sf)
+    _dtiem_grad_s_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels.contiguous(), dq, cdf,
+                                                     dh_raw.contiguous(),
+                                                     grad_cooc.contiguous(), offs_t, ds, H, W,
+                                                     N, D, BLOCK=BLOCK, STEPS=_steps(N))
+    return ds.reshape(B, H, W)
+
+
+wire("dtiem", texstat_dtiem, texstat_dtiem_backward)
