@@ -1,0 +1,143 @@
+"""Training-step time of the SSTKD losses over KD, with the fast texture ops vs the reference ops.
+
+One step is what ``sstkd.train`` does per batch: frozen teacher forward (``no_grad``), student
+forward with every enabled loss, backward, SGD step, holistic-critic step. Variants:
+
+* ``kd`` (pixel-wise KD only) and ``skd`` (pixel-wise + pair-wise + holistic), no texture ops;
+* ``sstkd`` (= skd + structural + statistical texture losses), ``sstkd_str``, ``sstkd_sta``,
+  each with the texture ops on ``reference`` (plain PyTorch), on the fast backend ``auto``
+  picks (C++ on CPU, CUDA on a GPU) and, with ``--compile``, on the reference with the texture
+  module under ``torch.compile``.
+
+Inputs are random images of the config's crop size and random labels; the networks are freshly
+initialised (timing does not depend on the weights). Rows go to
+``benchmarks/results/train_step.csv``, a bar plot to ``train_step_<device>_<threads>threads.png``.
+
+Usage (from the repository root, extension built in place):
+    python benchmarks/bench_train_step.py                       # synthetic default, 64x64, batch 8
+    python benchmarks/bench_train_step.py --config configs/camvid_cpu.yaml
+    python benchmarks/bench_train_step.py --device cuda \
+        --config configs/cityscapes_pspnet_r101_r18.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import RESULTS, append_csv, env_info, plot_bars, time_fn  # noqa: E402
+
+from sstkd.config import load_config  # noqa: E402
+from sstkd.distill import Distiller  # noqa: E402
+from sstkd.models import build_model  # noqa: E402
+
+TEXTURE_PRESETS = ("sstkd", "sstkd_str", "sstkd_sta")
+
+
+def _step_fn(cfg_path: str | None, overrides: list[str], preset: str, backend: str | None,
+             compile_texture: bool, device: torch.device):
+    """A closure running one training step of ``preset`` with texture ops on ``backend``."""
+    cfg = load_config(cfg_path, [*overrides, f"distill.preset={preset}"])
+    d, m = cfg.data, cfg.model
+    torch.manual_seed(0)
+    teacher = build_model(m.teacher, d.num_classes, m.output_stride, m.aux).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = build_model(m.student, d.num_classes, m.output_stride, m.aux).to(device)
+    distiller = Distiller(student, teacher.feature_channels, cfg.distill, d.ignore_index,
+                          m.aux_weight, teacher.num_classes, teacher.output_stride).to(device)
+    if distiller.texture is not None:
+        for mod in (distiller.texture.cdm, distiller.texture.dtiem):
+            if mod is not None:
+                mod.backend = backend
+        if compile_texture:
+            distiller.texture = torch.compile(distiller.texture)
+    distiller.train()
+    params = [p for p in distiller.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    H, W = d.crop_size
+    gen = torch.Generator().manual_seed(1)
+    image = torch.randn(d.batch_size, 3, H, W, generator=gen).to(device)
+    target = torch.randint(0, d.num_classes, (d.batch_size, H, W), generator=gen).to(device)
+
+    def step():
+        with torch.no_grad():
+            t_out = teacher(image, return_features=True)
+        loss, _, s_out = distiller(image, target, t_out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        distiller.critic_step(image, s_out, t_out)
+
+    return step, cfg
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/synthetic_default.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--presets", default=",".join(("kd", "skd", *TEXTURE_PRESETS)))
+    p.add_argument("--compile", action="store_true",
+                   help="also time the reference texture ops under torch.compile")
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--csv", default=str(RESULTS / "train_step.csv"))
+    args = p.parse_args()
+
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.pop("SSTKD_BACKEND", None)  # each variant sets its backend explicitly
+    reps = args.reps or (5 if device.type == "cpu" else 20)
+    variants = []
+    for preset in args.presets.split(","):
+        if preset in TEXTURE_PRESETS:
+            variants += [(preset, "reference", False), (preset, "auto", False)]
+            if args.compile:
+                variants.append((preset, "reference", True))
+        else:
+            variants.append((preset, "-", False))
+    env = env_info(device)
+    rows = []
+    for preset, backend, comp in variants:
+        label = "ref+compile" if comp else backend
+        step, cfg = _step_fn(args.config, args.overrides, preset,
+                             None if backend in ("-", "auto") else backend, comp, device)
+        t = time_fn(step, warmup=2, reps=reps, device=device)
+        rows.append({"preset": preset, "texture_ops": label, "config": args.config,
+                     "batch": cfg.data.batch_size, "crop": "x".join(map(str, cfg.data.crop_size)),
+                     "student": cfg.model.student, "teacher": cfg.model.teacher,
+                     "median_ms": round(t["median_ms"], 2), "iqr_ms": round(t["iqr_ms"], 2),
+                     **env})
+        print(f"{preset:10s} {label:12s} {t['median_ms']:9.1f} ms (iqr {t['iqr_ms']:.1f})",
+              flush=True)
+    base = {r["preset"]: r["median_ms"] for r in rows if r["texture_ops"] == "-"}
+    for r in rows:
+        for ref in ("kd", "skd"):
+            if ref in base:
+                r[f"overhead_vs_{ref}_ms"] = round(r["median_ms"] - base[ref], 2)
+                r[f"overhead_vs_{ref}_pct"] = round(100 * (r["median_ms"] / base[ref] - 1), 1)
+    print("\n| preset | texture ops | step ms | over kd | over skd |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['preset']} | {r['texture_ops']} | {r['median_ms']:.1f} | "
+              f"{r.get('overhead_vs_kd_pct', float('nan')):+.1f}% | "
+              f"{r.get('overhead_vs_skd_pct', float('nan')):+.1f}% |")
+    append_csv(args.csv, rows)
+    png = RESULTS / f"train_step_{device.type}_{env['threads']}threads.png"
+    plot_bars(rows, group="preset", series="texture_ops", value="median_ms", path=png, log=False,
+              title=f"training step, {Path(args.config).stem}, {env['machine']}")
+    print(f"wrote {args.csv} and {png}")
+
+
+if __name__ == "__main__":
+    main()
