@@ -1,7 +1,10 @@
 // Schemas of the texture-statistics ops (QCO 1-D / 2-D, TEM product, DTIEM).
 //
 // The public entry points live in sstkd_ops/texture_stats.py; these are the fused building
-// blocks it composes. Kernels: csrc/cpu/texture_stats_cpu.cpp, csrc/cuda/texture_stats_cuda.cu.
+// blocks it composes. Kernels, one file per op family (cosine similarity; QCO and TEM
+// product; DTIEM): csrc/cpu/texture_{cos_sim,qco,dtiem}_cpu.cpp with helpers in
+// csrc/cpu/texture_stats_cpu.h, csrc/cuda/texture_{cos_sim,qco,dtiem}_cuda.cu with helpers in
+// csrc/cuda/texture_stats_cuda.cuh.
 // Shapes (G = groups: images, or image cells for QCO 2-D; P = pixels of a group):
 //   texstat_cos_sim            x (B, C, H, W), cells S -> s (B, H, W), pixel norms (B, H, W),
 //                              unit cell means (B, S*S, C), cell-mean norms (B, S*S)
