@@ -51,21 +51,34 @@ def _sign(v):
 
 
 @triton.jit
+def _group_levels(q_ptr, d_ptr, g, L, NP: tl.constexpr):
+    """Levels of group g on NP lanes: (lanes, lane mask, levels (NP,), q_0, mask width)."""
+    lanes = tl.arange(0, NP)
+    lm = lanes < L
+    qrow = tl.load(q_ptr + g * L + lanes, mask=lm, other=0.0)
+    return lanes, lm, qrow, tl.load(q_ptr + g * L), tl.load(d_ptr + g)
+
+
+@triton.jit
+def _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L):
+    """Codes of pixels ``offs`` of group g: (pixel mask, s, take, r)."""
+    m = offs < P
+    s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
+    take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+    return m, s, take, r
+
+
+@triton.jit
 def _qco_count_kernel(s_ptr, q_ptr, d_ptr, out_ptr, P, L, nprog, BLOCK: tl.constexpr,
                       NP: tl.constexpr):
     """Partial 1-D counts: out[g, j, k] = sum over program j's pixels of E_k(p), float64."""
     g = tl.program_id(0)
     j = tl.program_id(1)
-    lanes = tl.arange(0, NP)
-    qrow = tl.load(q_ptr + g * L + lanes, mask=lanes < L, other=0.0)
-    q0 = tl.load(q_ptr + g * L)
-    delta = tl.load(d_ptr + g)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m = offs < P
-        s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
-        take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L)
         acc += tl.sum(tl.where(take, r.to(tl.float64), 0.0), 0)
     tl.store(out_ptr + (g * nprog + j) * NP + lanes, acc)
 
@@ -79,10 +92,7 @@ def _qco_cooc_kernel(s_ptr, q_ptr, d_ptr, out_ptr, h, w, L, nprog, BLOCK: tl.con
     P = h * w
     wp = w - 1
     npairs = (h - 1) * wp
-    lanes = tl.arange(0, NP)
-    qrow = tl.load(q_ptr + g * L + lanes, mask=lanes < L, other=0.0)
-    q0 = tl.load(q_ptr + g * L)
-    delta = tl.load(d_ptr + g)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
     acc = tl.zeros([NP, NP], dtype=s_ptr.dtype.element_ty)
     for t0 in range(j * BLOCK, npairs, nprog * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
@@ -107,11 +117,7 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
     g = tl.program_id(0)
     j = tl.program_id(1)
     P = h * w
-    lanes = tl.arange(0, NP)
-    lm = lanes < L
-    qrow = tl.load(q_ptr + g * L + lanes, mask=lm, other=0.0)
-    q0 = tl.load(q_ptr + g * L)
-    delta = tl.load(d_ptr + g)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
     if COOC:
         dcm = tl.load(dc_ptr + g * L * L + lanes[:, None] * L + lanes[None, :],
                       mask=lm[:, None] & lm[None, :], other=0.0)
@@ -120,9 +126,7 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m = offs < P
-        s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
-        take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L)
         if COOC:
             y = offs // w
             x = offs % w
@@ -241,12 +245,8 @@ def _tem_kernel(f_ptr, s_ptr, q_ptr, d_ptr, out_ptr, C, P, L, BLOCK: tl.constexp
     """out[b, c, p] = sum_k f[b, c, k] E_k(p): one pixel block, all channels."""
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < P
-    lanes = tl.arange(0, NP)
-    lm = lanes < L
-    qrow = tl.load(q_ptr + b * L + lanes, mask=lm, other=0.0)
-    s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-    take, r = _code_tile(qrow, lanes, s, m, tl.load(q_ptr + b * L), tl.load(d_ptr + b), L)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
+    m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
     e = tl.where(take, r, 0.0)
     crow = tl.arange(0, CB)
     for c0 in range(0, C, CB):
@@ -265,17 +265,11 @@ def _tem_grad_f_kernel(go_ptr, s_ptr, q_ptr, d_ptr, gf_ptr, C, P, L, BLOCK: tl.c
     b = tl.program_id(0)
     crow = tl.program_id(1) * CB + tl.arange(0, CB)
     cm = crow < C
-    lanes = tl.arange(0, NP)
-    lm = lanes < L
-    qrow = tl.load(q_ptr + b * L + lanes, mask=lm, other=0.0)
-    q0 = tl.load(q_ptr + b * L)
-    delta = tl.load(d_ptr + b)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
     acc = tl.zeros([CB, NP], dtype=tl.float64)
     for p0 in range(0, P, BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m = offs < P
-        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-        take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
         go = tl.load(go_ptr + (b * C + crow[:, None]) * P + offs[None, :],
                      mask=cm[:, None] & m[None, :], other=0.0)
         acc += tl.dot(go, tl.where(take, r, 0.0), input_precision="ieee").to(tl.float64)
@@ -289,18 +283,12 @@ def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P,
     """grad s_p = sum_k sign(q_k - s_p) (f^T grad_out)[k, p] over codes; partial grad q."""
     b = tl.program_id(0)
     j = tl.program_id(1)
-    lanes = tl.arange(0, NP)
-    lm = lanes < L
-    qrow = tl.load(q_ptr + b * L + lanes, mask=lm, other=0.0)
-    q0 = tl.load(q_ptr + b * L)
-    delta = tl.load(d_ptr + b)
+    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
     crow = tl.arange(0, CB)
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m = offs < P
-        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-        take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
         gsum = tl.zeros([BLOCK, NP], dtype=s_ptr.dtype.element_ty)
         for c0 in range(0, C, CB):
             cm = c0 + crow < C
