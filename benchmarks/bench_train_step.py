@@ -11,7 +11,8 @@ forward with every enabled loss, backward, SGD step, holistic-critic step. Varia
 
 Inputs are random images of the config's crop size and random labels; the networks are freshly
 initialised (timing does not depend on the weights). Rows go to
-``benchmarks/results/train_step.csv``, a bar plot to ``train_step_<device>_<threads>threads.png``.
+``benchmarks/results/train_step.csv``, a bar plot to
+``train_step_<device>_<config>_<crop>_b<batch>_<threads>threads.png``.
 
 Usage (from the repository root, extension built in place):
     python benchmarks/bench_train_step.py                       # synthetic default, 64x64, batch 8
@@ -101,17 +102,17 @@ def main() -> None:
     variants = []
     for preset in args.presets.split(","):
         if preset in TEXTURE_PRESETS:
-            variants += [(preset, "reference", False), (preset, "auto", False)]
+            variants += [(preset, "reference", False), (preset, "fast (auto)", False)]
             if args.compile:
                 variants.append((preset, "reference", True))
         else:
-            variants.append((preset, "-", False))
+            variants.append((preset, "none", False))
     env = env_info(device)
     rows = []
     for preset, backend, comp in variants:
         label = "ref+compile" if comp else backend
         step, cfg = _step_fn(args.config, args.overrides, preset,
-                             None if backend in ("-", "auto") else backend, comp, device)
+                             backend if backend == "reference" else None, comp, device)
         t = time_fn(step, warmup=2, reps=reps, device=device)
         rows.append({"preset": preset, "texture_ops": label, "config": args.config,
                      "batch": cfg.data.batch_size, "crop": "x".join(map(str, cfg.data.crop_size)),
@@ -120,7 +121,7 @@ def main() -> None:
                      **env})
         print(f"{preset:10s} {label:12s} {t['median_ms']:9.1f} ms (iqr {t['iqr_ms']:.1f})",
               flush=True)
-    base = {r["preset"]: r["median_ms"] for r in rows if r["texture_ops"] == "-"}
+    base = {r["preset"]: r["median_ms"] for r in rows if r["texture_ops"] == "none"}
     for r in rows:
         for ref in ("kd", "skd"):
             if ref in base:
@@ -133,9 +134,11 @@ def main() -> None:
               f"{r.get('overhead_vs_kd_pct', float('nan')):+.1f}% | "
               f"{r.get('overhead_vs_skd_pct', float('nan')):+.1f}% |")
     append_csv(args.csv, rows)
-    png = RESULTS / f"train_step_{device.type}_{env['threads']}threads.png"
+    r0 = rows[0]
+    tag = f"{Path(args.config).stem}_{r0['crop']}_b{r0['batch']}"
+    png = RESULTS / f"train_step_{device.type}_{tag}_{env['threads']}threads.png"
     plot_bars(rows, group="preset", series="texture_ops", value="median_ms", path=png, log=False,
-              title=f"training step, {Path(args.config).stem}, {env['machine']}")
+              title=f"training step, {tag}, {env['machine']}")
     print(f"wrote {args.csv} and {png}")
 
 

@@ -3,7 +3,8 @@
 Same signature and outputs as the compiled ``texstat_dtiem`` (``csrc/texture_stats.cpp``).
 Every pass is a per-pixel kernel; reductions over pixels use a fixed number of persistent
 programs per image that write partial sums (one-hot accumulation of the at most two codes of a
-pixel, ``tl.dot`` for the N x N co-occurrence), reduced afterwards in a fixed order: no atomics,
+pixel, ``tl.dot`` for the N x N co-occurrence; pixel blocks sized so that a (pixels, N) tile
+holds about 4096 values), reduced afterwards in a fixed order: no atomics,
 bitwise reproducible. Extra memory is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps
 (denoising, CDF, level updates) run as torch ops.
 """
@@ -16,7 +17,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import denoise_histogram
 from ..texture_stats_ops import wire
-from ._common import BLOCK, NPROG, check_finite, np2
+from ._common import BLOCK, NPROG, check_finite, np2, tile_block
 
 
 @triton.jit
@@ -216,7 +217,7 @@ def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
         sums = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
         cnts = torch.empty_like(sums)
         _lloyd_partial_kernel[(B, NPROG)](s, levels, first, sums, cnts, P, N, NPROG=NPROG,
-                                          BLOCK=BLOCK, NP=NP, STEPS=_steps(N))
+                                          BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
         sums, cnts = sums.sum(1)[:, :N], cnts.sum(1)[:, :N]
         levels = torch.where(cnts > 0, (sums / cnts.clamp_min(1)).to(s.dtype), levels)
         levels = levels.contiguous()
@@ -229,8 +230,8 @@ def _hist_partial(s, levels, v=None):
     NP = np2(N)
     out = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
     _weighted_hist_partial_kernel[(B, NPROG)](s, levels, s if v is None else v, out, P, N,
-                                              HAS_V=v is not None, NPROG=NPROG, BLOCK=BLOCK,
-                                              NP=NP, STEPS=_steps(N))
+                                              HAS_V=v is not None, NPROG=NPROG,
+                                              BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
     return out.sum(1)[:, :N]
 
 
@@ -271,8 +272,8 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
             continue
         part = torch.empty(B, NPROG, NP, NP, dtype=s.dtype, device=s.device)
         _cooc_partial_kernel[(B, NPROG)](sf, levels, part, H, W, N, dy, dx, max(0, -dy),
-                                         max(0, -dx), hh, ww, NPROG=NPROG, BLOCK=BLOCK, NP=NP,
-                                         STEPS=_steps(N))
+                                         max(0, -dx), hh, ww, NPROG=NPROG,
+                                         BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 
