@@ -11,8 +11,8 @@ forward with every enabled loss, backward, SGD step, holistic-critic step. Varia
 
 Inputs are random images of the config's crop size and random labels; the networks are freshly
 initialised (timing does not depend on the weights). Rows go to
-``benchmarks/results/train_step.csv``, a bar plot to
-``train_step_<device>_<config>_<crop>_b<batch>_<threads>threads.png``.
+``benchmarks/results/train_step.csv``, a bar plot (the latest row of each variant for this
+setting) to ``train_step_<device>_<config>_<crop>_b<batch>_<threads>threads.png``.
 
 Usage (from the repository root, extension built in place):
     python benchmarks/bench_train_step.py                       # synthetic default, 64x64, batch 8
@@ -24,6 +24,7 @@ Usage (from the repository root, extension built in place):
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from pathlib import Path
@@ -134,11 +135,17 @@ def main() -> None:
               f"{r.get('overhead_vs_kd_pct', float('nan')):+.1f}% | "
               f"{r.get('overhead_vs_skd_pct', float('nan')):+.1f}% |")
     append_csv(args.csv, rows)
+    # the plot shows, for this setting, the latest row of every variant in the CSV
     r0 = rows[0]
+    key = ("config", "crop", "batch", "machine", "threads")
+    with open(args.csv, newline="") as f:
+        same = [r for r in csv.DictReader(f) if all(str(r[k]) == str(r0[k]) for k in key)]
+    latest = {(r["preset"], r["texture_ops"]): {**r, "median_ms": float(r["median_ms"])}
+              for r in same}
     tag = f"{Path(args.config).stem}_{r0['crop']}_b{r0['batch']}"
     png = RESULTS / f"train_step_{device.type}_{tag}_{env['threads']}threads.png"
-    plot_bars(rows, group="preset", series="texture_ops", value="median_ms", path=png, log=False,
-              title=f"training step, {tag}, {env['machine']}")
+    plot_bars(list(latest.values()), group="preset", series="texture_ops", value="median_ms",
+              path=png, log=False, title=f"training step, {tag}, {env['machine']}")
     print(f"wrote {args.csv} and {png}")
 
 

@@ -19,6 +19,13 @@ def tile_block(np_: int) -> int:
     return max(16, min(BLOCK, 4096 // np_))
 
 
+def row_tile(np_: int) -> int:
+    """Rows of an (N, N) matrix per program (or per ``tl.dot`` step): at most 32, so that no
+    program holds more than 32 x N of it (a full 128 x 128 float64 tile does not fit in
+    registers and takes the GPU compiler minutes)."""
+    return min(np_, 32)
+
+
 def nprog_for(npix: int, block: int) -> int:
     """Persistent programs for ``npix`` pixels: at most :data:`NPROG`, no idle program."""
     return max(1, min(NPROG, triton.cdiv(npix, block)))

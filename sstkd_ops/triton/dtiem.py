@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import denoise_histogram
 from ..texture_stats_ops import wire
-from ._common import BLOCK, NPROG, check_finite, np2, tile_block
+from ._common import BLOCK, NPROG, check_finite, np2, row_tile, tile_block
 
 
 @triton.jit
@@ -117,9 +117,9 @@ def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, P, N, BLOCK: tl.constexpr,
 
 
 @triton.jit
-def _code_matrix(lv_ptr, s, valid, N, NP: tl.constexpr, STEPS: tl.constexpr):
-    """(BLOCK, NP) dense code of a block of pixels (zero rows where not valid)."""
-    lanes = tl.arange(0, NP)
+def _code_matrix(lv_ptr, s, valid, N, lanes, STEPS: tl.constexpr):
+    """(BLOCK, len(lanes)) dense code of a block of pixels at levels ``lanes`` (zero rows where
+    not valid)."""
     k, w, inside, den = _hat(lv_ptr, s, N, STEPS)
     e = tl.where(k[:, None] == lanes[None, :], (1.0 - w)[:, None], 0.0)
     e += tl.where((k + 1)[:, None] == lanes[None, :], w[:, None], 0.0)
@@ -129,12 +129,15 @@ def _code_matrix(lv_ptr, s, valid, N, NP: tl.constexpr, STEPS: tl.constexpr):
 @triton.jit
 def _cooc_partial_kernel(s_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
                          NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
-                         STEPS: tl.constexpr):
+                         TI: tl.constexpr, STEPS: tl.constexpr):
+    """Partial co-occurrence, rows program_id(2) * TI + [0, TI) of the N x N matrix."""
     b = tl.program_id(0)
     g = tl.program_id(1)
     P = H * W
     npairs = hh * ww
-    acc = tl.zeros([NP, NP], dtype=s_ptr.dtype.element_ty)
+    lanes = tl.arange(0, NP)
+    rows = tl.program_id(2) * TI + tl.arange(0, TI)
+    acc = tl.zeros([TI, NP], dtype=s_ptr.dtype.element_ty)
     for t0 in range(g * BLOCK, npairs, NPROG * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
         m = t < npairs
@@ -142,11 +145,10 @@ def _cooc_partial_kernel(s_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww
         x = x0 + t % ww
         si = tl.load(s_ptr + b * P + y * W + x, mask=m, other=0.0)
         sj = tl.load(s_ptr + b * P + (y + dy) * W + x + dx, mask=m, other=0.0)
-        a = _code_matrix(lv_ptr + b * N, si, m, N, NP, STEPS)
-        c = _code_matrix(lv_ptr + b * N, sj, m, N, NP, STEPS)
+        a = _code_matrix(lv_ptr + b * N, si, m, N, rows, STEPS)
+        c = _code_matrix(lv_ptr + b * N, sj, m, N, lanes, STEPS)
         acc += tl.dot(tl.trans(a), c, input_precision="ieee")
-    rows = tl.arange(0, NP)
-    tl.store(out_ptr + ((b * NPROG + g) * NP + rows[:, None]) * NP + rows[None, :], acc)
+    tl.store(out_ptr + ((b * NPROG + g) * NP + rows[:, None]) * NP + lanes[None, :], acc)
 
 
 @triton.jit
@@ -271,9 +273,11 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
         if hh <= 0 or ww <= 0:
             continue
         part = torch.empty(B, NPROG, NP, NP, dtype=s.dtype, device=s.device)
-        _cooc_partial_kernel[(B, NPROG)](sf, levels, part, H, W, N, dy, dx, max(0, -dy),
-                                         max(0, -dx), hh, ww, NPROG=NPROG,
-                                         BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
+        ti = row_tile(NP)
+        _cooc_partial_kernel[(B, NPROG, NP // ti)](sf, levels, part, H, W, N, dy, dx,
+                                                   max(0, -dy), max(0, -dx), hh, ww,
+                                                   NPROG=NPROG, BLOCK=tile_block(NP), NP=NP,
+                                                   TI=ti, STEPS=_steps(N))
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 

@@ -21,26 +21,32 @@ import triton.language as tl
 
 from ..reference.texture_stats import QCO2D_EPS
 from ..texture_stats_ops import wire
-from ._common import check_finite, np2, nprog_for, tile_block
+from ._common import check_finite, np2, nprog_for, row_tile, tile_block
 
 CB = 32  # channels per tl.dot tile of the TEM kernels
 
 
 @triton.jit
-def _code_tile(qrow, lanes, s, live, q0, delta, L):
-    """STLNet codes of a block of values ``s`` as a dense tile: (take, r), both (BLOCK, NP).
+def _code_tile(qg_ptr, lanes, s, live, q0, delta, L):
+    """STLNet codes of a block of values ``s`` at levels ``lanes``: (take, r), (BLOCK, lanes).
 
-    ``qrow`` (NP,) levels of the group, ``lanes`` = arange(NP), ``live`` (BLOCK,) pixel mask.
+    ``qg_ptr``: the group's L levels; ``lanes``: any range of level indices (the full
+    arange(NP), or a sub-range for one tile of an N x N product); ``live`` (BLOCK,) pixel mask.
     """
     d = (s - q0).to(tl.float64) / tl.where(delta > 0, delta, 1.0).to(tl.float64) + 0.5
     kc = tl.minimum(tl.maximum(tl.floor(d), 0.0), L - 1.0).to(tl.int32)  # nearest level
+    qrow = tl.load(qg_ptr + lanes, mask=lanes < L, other=0.0)
     r = 1.0 - tl.abs(qrow[None, :] - s[:, None])
-    near = tl.abs(lanes[None, :] - kc[:, None]) <= 2
-    take = near & (lanes[None, :] < L)
+    take = (tl.abs(lanes[None, :] - kc[:, None]) <= 2) & (lanes[None, :] < L)
     take = take & live[:, None]
     take = take & (r > 1.0 - delta)  # never true for delta <= 0 (r <= 1)
     # at most four codes: a fifth (all five candidates pass) is dropped, as in C++/CUDA
-    n = tl.sum(take.to(tl.int32), 1)
+    n = tl.zeros_like(kc)
+    for j in tl.static_range(5):
+        k = kc + (j - 2)
+        ok = live & (k >= 0) & (k < L)
+        qk = tl.load(qg_ptr + k, mask=ok, other=0.0)
+        n += (ok & (1.0 - tl.abs(qk - s) > 1.0 - delta)).to(tl.int32)
     take = take & ((lanes[None, :] != kc[:, None] + 2) | (n < 5)[:, None])
     return take, r
 
@@ -60,11 +66,11 @@ def _group_levels(q_ptr, d_ptr, g, L, NP: tl.constexpr):
 
 
 @triton.jit
-def _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L):
+def _pixel_codes(s_ptr, g, offs, P, qg_ptr, lanes, q0, delta, L):
     """Codes of pixels ``offs`` of group g: (pixel mask, s, take, r)."""
     m = offs < P
     s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
-    take, r = _code_tile(qrow, lanes, s, m, q0, delta, L)
+    take, r = _code_tile(qg_ptr, lanes, s, m, q0, delta, L)
     return m, s, take, r
 
 
@@ -78,38 +84,41 @@ def _qco_count_kernel(s_ptr, q_ptr, d_ptr, out_ptr, P, L, nprog, BLOCK: tl.const
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, q_ptr + g * L, lanes, q0, delta, L)
         acc += tl.sum(tl.where(take, r.to(tl.float64), 0.0), 0)
     tl.store(out_ptr + (g * nprog + j) * NP + lanes, acc)
 
 
 @triton.jit
 def _qco_cooc_kernel(s_ptr, q_ptr, d_ptr, out_ptr, h, w, L, nprog, BLOCK: tl.constexpr,
-                     NP: tl.constexpr):
-    """Partial co-occurrence with the (+1, +1) neighbour: out[g, j] = sum E(p)^T E(p + w + 1)."""
+                     NP: tl.constexpr, TI: tl.constexpr):
+    """Partial co-occurrence with the (+1, +1) neighbour, rows program_id(2) * TI + [0, TI):
+    out[g, j, rows] = sum over program j's pairs of E(p)[rows]^T E(p + w + 1)."""
     g = tl.program_id(0)
     j = tl.program_id(1)
     P = h * w
     wp = w - 1
     npairs = (h - 1) * wp
     lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
-    acc = tl.zeros([NP, NP], dtype=s_ptr.dtype.element_ty)
+    rows = tl.program_id(2) * TI + tl.arange(0, TI)
+    acc = tl.zeros([TI, NP], dtype=s_ptr.dtype.element_ty)
     for t0 in range(j * BLOCK, npairs, nprog * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
         m = t < npairs
         p = (t // wp) * w + t % wp
         sa = tl.load(s_ptr + g * P + p, mask=m, other=0.0)
         sb = tl.load(s_ptr + g * P + p + w + 1, mask=m, other=0.0)
-        ta, ra = _code_tile(qrow, lanes, sa, m, q0, delta, L)
-        tb, rb = _code_tile(qrow, lanes, sb, m, q0, delta, L)
+        ta, ra = _code_tile(q_ptr + g * L, rows, sa, m, q0, delta, L)
+        tb, rb = _code_tile(q_ptr + g * L, lanes, sb, m, q0, delta, L)
         acc += tl.dot(tl.trans(tl.where(ta, ra, 0.0)), tl.where(tb, rb, 0.0),
                       input_precision="ieee")
-    tl.store(out_ptr + ((g * nprog + j) * NP + lanes[:, None]) * NP + lanes[None, :], acc)
+    tl.store(out_ptr + ((g * nprog + j) * NP + rows[:, None]) * NP + lanes[None, :], acc)
 
 
 @triton.jit
 def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog,
-                     COOC: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr):
+                     COOC: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
+                     TK: tl.constexpr):
     """d loss / d s_p through the codes, and partial d loss / d q_k (float64).
 
     ``dc`` = d loss / d counts: (G, L) float64, or (G, L, L) in the dtype of s with COOC.
@@ -118,26 +127,32 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
     j = tl.program_id(1)
     P = h * w
     lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
-    if COOC:
-        dcm = tl.load(dc_ptr + g * L * L + lanes[:, None] * L + lanes[None, :],
-                      mask=lm[:, None] & lm[None, :], other=0.0)
-    else:
+    if not COOC:
         dcv = tl.load(dc_ptr + g * L + lanes, mask=lm, other=0.0)
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, qrow, lanes, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, q_ptr + g * L, lanes, q0, delta, L)
         if COOC:
             y = offs // w
             x = offs % w
             vb = m & (y + 1 < h) & (x + 1 < w)  # pairs (p, p + (1, 1)): dE_i += dc[i, j] E_j
             sb = tl.load(s_ptr + g * P + offs + w + 1, mask=vb, other=0.0)
-            tb, rb = _code_tile(qrow, lanes, sb, vb, q0, delta, L)
             va = m & (y > 0) & (x > 0)  # pairs (p - (1, 1), p): dE_j += E_i dc[i, j]
             sa = tl.load(s_ptr + g * P + offs - w - 1, mask=va, other=0.0)
-            ta, ra = _code_tile(qrow, lanes, sa, va, q0, delta, L)
-            de = tl.dot(tl.where(tb, rb, 0.0), tl.trans(dcm), input_precision="ieee")
-            de += tl.dot(tl.where(ta, ra, 0.0), dcm, input_precision="ieee")
+            dcg = dc_ptr + g * L * L
+            de = tl.zeros([BLOCK, NP], dtype=s_ptr.dtype.element_ty)
+            for k0 in range(0, NP, TK):  # TK neighbour levels at a time: no N x N tile
+                ks = k0 + tl.arange(0, TK)
+                km = ks < L
+                tb, rb = _code_tile(q_ptr + g * L, ks, sb, vb, q0, delta, L)
+                dcb = tl.load(dcg + lanes[:, None] * L + ks[None, :],
+                              mask=lm[:, None] & km[None, :], other=0.0)  # dc[i, k]
+                de += tl.dot(tl.where(tb, rb, 0.0), tl.trans(dcb), input_precision="ieee")
+                ta, ra = _code_tile(q_ptr + g * L, ks, sa, va, q0, delta, L)
+                dca = tl.load(dcg + ks[:, None] * L + lanes[None, :],
+                              mask=km[:, None] & lm[None, :], other=0.0)  # dc[k, j]
+                de += tl.dot(tl.where(ta, ra, 0.0), dca, input_precision="ieee")
             de = de.to(tl.float64)
         else:
             de = dcv[None, :]
@@ -189,8 +204,9 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
         if npairs > 0:
             nprog = nprog_for(npairs, blk)
             part = torch.empty(G, nprog, NP, NP, dtype=s.dtype, device=s.device)
-            _qco_cooc_kernel[(G, nprog)](sf, levels, delta, part, h, w, L, nprog, BLOCK=blk,
-                                         NP=NP)
+            ti = row_tile(NP)
+            _qco_cooc_kernel[(G, nprog, NP // ti)](sf, levels, delta, part, h, w, L, nprog,
+                                                   BLOCK=blk, NP=NP, TI=ti)
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
     sta = (acc / total).to(s.dtype).contiguous()
@@ -221,7 +237,8 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     ds = torch.empty_like(sf)
     part = torch.empty(G, nprog, NP, dtype=torch.float64, device=s.device)
     _qco_grad_kernel[(G, nprog)](sf, lv, _delta(sf, lv, extrema), dc.contiguous(), ds, part,
-                                 h, w, L, nprog, COOC=cooc, BLOCK=blk, NP=NP)
+                                 h, w, L, nprog, COOC=cooc, BLOCK=blk, NP=NP,
+                                 TK=row_tile(NP))
     # levels q_k = frac_k (max - min) + min: their gradient goes to the first extremal pixels
     dq = part.sum(1)[:, :L] + grad_levels.double()
     frac = _level_frac(L, s).double()
@@ -246,7 +263,7 @@ def _tem_kernel(f_ptr, s_ptr, q_ptr, d_ptr, out_ptr, C, P, L, BLOCK: tl.constexp
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
-    m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
+    m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
     e = tl.where(take, r, 0.0)
     crow = tl.arange(0, CB)
     for c0 in range(0, C, CB):
@@ -269,7 +286,7 @@ def _tem_grad_f_kernel(go_ptr, s_ptr, q_ptr, d_ptr, gf_ptr, C, P, L, BLOCK: tl.c
     acc = tl.zeros([CB, NP], dtype=tl.float64)
     for p0 in range(0, P, BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
         go = tl.load(go_ptr + (b * C + crow[:, None]) * P + offs[None, :],
                      mask=cm[:, None] & m[None, :], other=0.0)
         acc += tl.dot(go, tl.where(take, r, 0.0), input_precision="ieee").to(tl.float64)
@@ -288,7 +305,7 @@ def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P,
     acc = tl.zeros([NP], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, qrow, lanes, q0, delta, L)
+        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
         gsum = tl.zeros([BLOCK, NP], dtype=s_ptr.dtype.element_ty)
         for c0 in range(0, C, CB):
             cm = c0 + crow < C
