@@ -69,6 +69,9 @@ def _exercise() -> None:
                 _, sta2 = sstkd_ops.qco_2d(x, 2, 2, backend="triton")
                 loss = loss + sta2.sum()
             loss.backward()
+        big = torch.randn(1, 2, 128, 128, dtype=dtype, requires_grad=True)
+        _, sta2 = sstkd_ops.qco_2d(big, 128, 1, backend="triton")  # 128 levels: 128 lanes
+        sta2.sum().backward()
         x = torch.randn(1, 2, 32, 32, dtype=dtype, requires_grad=True)
         low, bands = sstkd_ops.pdfb_dec(x, "9-7", "pkva", (2, 3), backend="triton")
         rec = sstkd_ops.pdfb_rec(low, bands, "9-7", "pkva", backend="triton")
@@ -139,7 +142,15 @@ def _compile_one(spec: dict, arch: int, ptxas: Path, queue) -> None:
                                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"})
 
 
-def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float) -> int:
+def _label(spec: dict) -> str:
+    first_ptr = next(t for t in spec["signature"].values() if t.startswith("*"))
+    consts = ",".join(f"{k}={v}" for k, v in spec["constexprs"].items())
+    return f"{spec['module'].rsplit('.', 1)[-1]}.{spec['kernel']} {consts} [{first_ptr[1:]}]"
+
+
+def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float,
+                jobs: int) -> int:
+    """Compile every recorded launch, ``jobs`` compiler processes at a time."""
     import multiprocessing as mp
 
     import triton
@@ -147,37 +158,43 @@ def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float) -
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     specs = json.loads(specs_path.read_text())
     ctx = mp.get_context("fork")
-    failures = 0
-    print(f"[triton check] {len(specs)} distinct launches, target sm_{arch}", flush=True)
-    for spec in specs:
-        consts = spec["constexprs"]
-        label = (f"{spec['module'].rsplit('.', 1)[-1]}.{spec['kernel']} "
-                 f"{','.join(f'{k}={v}' for k, v in consts.items())} "
-                 f"[{'fp64' if '*fp64' in spec['signature'].values() else 'fp32'}]")
-        t0 = time.time()
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_compile_one, args=(spec, arch, ptxas, queue))
-        proc.start()
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.kill()
+    print(f"[triton check] {len(specs)} distinct launches, target sm_{arch}, {jobs} jobs",
+          flush=True)
+    pending, running, failures = list(specs), [], 0
+    while pending or running:
+        while pending and len(running) < jobs:
+            spec = pending.pop(0)
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_compile_one, args=(spec, arch, ptxas, queue))
+            proc.start()
+            running.append((proc, queue, spec, time.time()))
+        time.sleep(0.05)
+        for item in list(running):
+            proc, queue, spec, t0 = item
+            if proc.is_alive() and time.time() - t0 < timeout:
+                continue
+            running.remove(item)
+            label = _label(spec)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                failures += 1
+                print(f"TIMEOUT {label}: no binary after {timeout:.0f} s", flush=True)
+                continue
             proc.join()
-            failures += 1
-            print(f"TIMEOUT {label}: no binary after {timeout:.0f} s", flush=True)
-            continue
-        res = queue.get() if not queue.empty() else {"ok": False, "error": "compiler crashed"}
-        if not res["ok"]:
-            failures += 1
-            print(f"FAIL {label}: {res['error']}", flush=True)
-            continue
-        spilled = max(res.get("spill_store_bytes") or 0, res.get("spill_load_bytes") or 0)
-        status = "ok  "
-        if spilled > spill_limit:
-            failures += 1
-            status = "SPILL"
-        print(f"{status} {label}: {time.time() - t0:.1f} s, regs {res.get('registers')}, "
-              f"spill {res.get('spill_store_bytes')}/{res.get('spill_load_bytes')} B, "
-              f"shared {res['shared']} B", flush=True)
+            res = queue.get() if not queue.empty() else {"ok": False, "error": "compiler died"}
+            if not res["ok"]:
+                failures += 1
+                print(f"FAIL {label}: {res['error']}", flush=True)
+                continue
+            spilled = max(res.get("spill_store_bytes") or 0, res.get("spill_load_bytes") or 0)
+            status = "ok  "
+            if spilled > spill_limit:
+                failures += 1
+                status = "SPILL"
+            print(f"{status} {label}: {time.time() - t0:.1f} s, regs {res.get('registers')}, "
+                  f"spill {res.get('spill_store_bytes')}/{res.get('spill_load_bytes')} B, "
+                  f"shared {res['shared']} B", flush=True)
     print(f"[triton check] {len(specs) - failures} of {len(specs)} compiled within limits")
     return 1 if failures else 0
 
@@ -188,6 +205,8 @@ def main() -> int:
     p.add_argument("--spill-limit", type=int, default=1 << 30,
                    help="fail when a kernel spills more bytes than this (default: report only)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per kernel")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="kernels compiled at a time")
     p.add_argument("--step", choices=("record", "compile"), help=argparse.SUPPRESS)
     p.add_argument("--specs", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -200,7 +219,7 @@ def main() -> int:
     if args.step == "record":
         return record(args.specs)
     if args.step == "compile":
-        return compile_all(args.specs, args.arch, args.spill_limit, args.timeout)
+        return compile_all(args.specs, args.arch, args.spill_limit, args.timeout, args.jobs)
     with tempfile.TemporaryDirectory() as tmp:
         specs = Path(tmp) / "launches.json"
         env = {**os.environ, "TRITON_INTERPRET": "1", "SSTKD_BACKEND": ""}
@@ -208,9 +227,10 @@ def main() -> int:
         if subprocess.run(cmd, env=env).returncode:
             return 1
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env["TRITON_CACHE_DIR"] = str(Path(tmp) / "cache")  # compile from scratch every time
         cmd = [sys.executable, __file__, "--step", "compile", "--specs", str(specs),
                "--arch", str(args.arch), "--spill-limit", str(args.spill_limit),
-               "--timeout", str(args.timeout)]
+               "--timeout", str(args.timeout), "--jobs", str(args.jobs)]
         return subprocess.run(cmd, env=env).returncode
 
 

@@ -38,7 +38,12 @@ def _last_le(lv_ptr, s, N, STEPS: tl.constexpr):
 @triton.jit
 def _hat(lv_ptr, s, N, STEPS: tl.constexpr):
     """Hat code: weight 1 - w on level k, w on k + 1; inside: w depends on s."""
-    j = _last_le(lv_ptr, s, N, STEPS)
+    return _hat_at(lv_ptr, s, _last_le(lv_ptr, s, N, STEPS), N)
+
+
+@triton.jit
+def _hat_at(lv_ptr, s, j, N):
+    """:func:`_hat` given ``j``, the index of the last level <= s."""
     inside = (j >= 0) & (j <= N - 2)
     k = tl.minimum(tl.maximum(j, 0), N - 2)
     l0 = tl.load(lv_ptr + k)
@@ -104,33 +109,39 @@ def _weighted_hist_partial_kernel(s_ptr, lv_ptr, v_ptr, out_ptr, P, N, HAS_V: tl
 
 
 @triton.jit
-def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, P, N, BLOCK: tl.constexpr,
+def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, j_ptr, P, N, BLOCK: tl.constexpr,
                      STEPS: tl.constexpr):
+    """Q_p = sum_n E_n(p) CDF_n; also stores j_p (last level <= s_p) for the co-occurrence."""
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = offs < P
     s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-    k, w, inside, den = _hat(lv_ptr + b * N, s, N, STEPS)
+    j = _last_le(lv_ptr + b * N, s, N, STEPS)
+    tl.store(j_ptr + b * P + offs, j, mask=m)
+    k, w, inside, den = _hat_at(lv_ptr + b * N, s, j, N)
     c0 = tl.load(cdf_ptr + b * N + k, mask=m, other=0.0)
     c1 = tl.load(cdf_ptr + b * N + k + 1, mask=m, other=0.0)
     tl.store(q_ptr + b * P + offs, (1.0 - w) * c0 + w * c1, mask=m)
 
 
 @triton.jit
-def _code_matrix(lv_ptr, s, valid, N, lanes, STEPS: tl.constexpr):
+def _code_matrix(lv_ptr, s, j, valid, N, lanes):
     """(BLOCK, len(lanes)) dense code of a block of pixels at levels ``lanes`` (zero rows where
-    not valid)."""
-    k, w, inside, den = _hat(lv_ptr, s, N, STEPS)
+    not valid), from the stored last-level indices ``j``."""
+    k, w, inside, den = _hat_at(lv_ptr, s, j, N)
     e = tl.where(k[:, None] == lanes[None, :], (1.0 - w)[:, None], 0.0)
     e += tl.where((k + 1)[:, None] == lanes[None, :], w[:, None], 0.0)
     return tl.where(valid[:, None], e, 0.0)
 
 
 @triton.jit
-def _cooc_partial_kernel(s_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
+def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
                          NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
-                         TI: tl.constexpr, STEPS: tl.constexpr):
-    """Partial co-occurrence, rows program_id(2) * TI + [0, TI) of the N x N matrix."""
+                         TI: tl.constexpr):
+    """Partial co-occurrence, rows program_id(2) * TI + [0, TI) of the N x N matrix.
+
+    Reads the last-level indices stored by the equalisation pass: a binary search here, next
+    to the ``tl.dot``, makes the GPU compiler run for minutes."""
     b = tl.program_id(0)
     g = tl.program_id(1)
     P = H * W
@@ -143,10 +154,12 @@ def _cooc_partial_kernel(s_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww
         m = t < npairs
         y = y0 + t // ww
         x = x0 + t % ww
-        si = tl.load(s_ptr + b * P + y * W + x, mask=m, other=0.0)
-        sj = tl.load(s_ptr + b * P + (y + dy) * W + x + dx, mask=m, other=0.0)
-        a = _code_matrix(lv_ptr + b * N, si, m, N, rows, STEPS)
-        c = _code_matrix(lv_ptr + b * N, sj, m, N, lanes, STEPS)
+        pi = b * P + y * W + x
+        pj = b * P + (y + dy) * W + x + dx
+        si = tl.load(s_ptr + pi, mask=m, other=0.0)
+        sj = tl.load(s_ptr + pj, mask=m, other=0.0)
+        a = _code_matrix(lv_ptr + b * N, si, tl.load(j_ptr + pi, mask=m, other=0), m, N, rows)
+        c = _code_matrix(lv_ptr + b * N, sj, tl.load(j_ptr + pj, mask=m, other=0), m, N, lanes)
         acc += tl.dot(tl.trans(a), c, input_precision="ieee")
     tl.store(out_ptr + ((b * NPROG + g) * NP + rows[:, None]) * NP + lanes[None, :], acc)
 
@@ -263,7 +276,8 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
     hist = denoise_histogram(raw, theta)
     cdf = _cdf(hist).contiguous()
     q = torch.empty_like(sf)
-    _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels, cdf, q, P, N, BLOCK=BLOCK,
+    jidx = torch.empty(B, P, dtype=torch.int32, device=s.device)  # last level <= s, per pixel
+    _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels, cdf, q, jidx, P, N, BLOCK=BLOCK,
                                                  STEPS=_steps(N))
     NP = np2(N)
     cooc = torch.zeros(B, D, N, N, dtype=s.dtype, device=s.device)
@@ -274,10 +288,10 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
             continue
         part = torch.empty(B, NPROG, NP, NP, dtype=s.dtype, device=s.device)
         ti = row_tile(NP)
-        _cooc_partial_kernel[(B, NPROG, NP // ti)](sf, levels, part, H, W, N, dy, dx,
+        _cooc_partial_kernel[(B, NPROG, NP // ti)](sf, jidx, levels, part, H, W, N, dy, dx,
                                                    max(0, -dy), max(0, -dx), hh, ww,
                                                    NPROG=NPROG, BLOCK=tile_block(NP), NP=NP,
-                                                   TI=ti, STEPS=_steps(N))
+                                                   TI=ti)
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 
