@@ -136,7 +136,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_
   const Tensor x = x_.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), S = cells;
   TORCH_CHECK(S >= 1 && H % S == 0 && W % S == 0 && H > 0 && W > 0,
-              "texstat_cos_sim: H, W must be positive multiples of cells, got ", x.sizes());
+              "texstat_cos_sim: H, W must be positive multiples of cells, got ", x.sizes(),
+              " and cells=", S);
   const int64_t P = H * W, G = S * S;
   Tensor s = at::empty({B, H, W}, x.options());
   Tensor pnorm = at::empty({B, H, W}, x.options());
@@ -147,15 +148,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "texstat_cos_sim_cuda", [&] {
     row_cell_sum_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), nullptr, sums.data_ptr<double>(), C, H, W, S);
-    check_launch("texstat");
+    check_launch("texstat_cos_sim");
     gunit_kernel<scalar_t><<<ceil_div(B * G, 128), 128, 0, stream>>>(
         sums.data_ptr<double>(), gunit.data_ptr<scalar_t>(), gnorm.data_ptr<scalar_t>(), B, C,
         G, double(P / G));
-    check_launch("texstat");
+    check_launch("texstat_cos_sim");
     pixel_dot_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         x.data_ptr<scalar_t>(), gunit.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
         pnorm.data_ptr<scalar_t>(), B, C, H, W, S);
-    check_launch("texstat");
+    check_launch("texstat_cos_sim");
   });
   return {s, pnorm, gunit, gnorm};
 }
@@ -178,19 +179,19 @@ Tensor cos_sim_backward_cuda(const Tensor& grad_s_, const Tensor& x_, const Tens
     coef_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         ds.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), pnorm.data_ptr<scalar_t>(),
         a.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), B * P);
-    check_launch("texstat");
+    check_launch("texstat_cos_sim_backward");
     row_cell_sum_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), d.data_ptr<double>(), C, H, W, S);
-    check_launch("texstat");
+    check_launch("texstat_cos_sim_backward");
     dg_kernel<scalar_t><<<ceil_div(B * G, 128), 128, 0, stream>>>(
         d.data_ptr<double>(), gunit.data_ptr<scalar_t>(), gnorm.data_ptr<scalar_t>(), B, C, G,
         double(P / G));
-    check_launch("texstat");
+    check_launch("texstat_cos_sim_backward");
     grad_x_kernel<scalar_t><<<ceil_div(B * C * P, 256), 256, 0, stream>>>(
         x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(),
         gunit.data_ptr<scalar_t>(), d.data_ptr<double>(), gx.data_ptr<scalar_t>(), B, C, H, W,
         S);
-    check_launch("texstat");
+    check_launch("texstat_cos_sim_backward");
   });
   return gx;
 }

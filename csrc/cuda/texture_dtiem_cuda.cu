@@ -327,7 +327,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
         cooc.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(),
         raw.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), scratch.data_ptr<double>(),
         bad.data_ptr<int>());
-    check_launch("texstat");
+    check_launch("texstat_dtiem");
   });
   TORCH_CHECK(bad.item<int>() == 0,
               "texstat_dtiem: the texture intensity is not finite (the input holds NaN or Inf)");
@@ -355,7 +355,7 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), H, W, N,
         theta, offs, scratch.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(),
         ds.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_dtiem_backward");
   });
   return ds;
 }

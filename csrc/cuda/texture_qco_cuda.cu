@@ -189,7 +189,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cuda(const Tensor& s_, int64_t L,
         s.data_ptr<scalar_t>(), h, w, L, cooc, levels.data_ptr<scalar_t>(),
         counts.data_ptr<scalar_t>(), sta.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(),
         acc.data_ptr<double>(), bad.data_ptr<int>());
-    check_launch("texstat");
+    check_launch("texstat_qco");
   });
   TORCH_CHECK(bad.item<int>() == 0,
               "texstat_qco: the texture intensity is not finite (the input holds NaN or Inf)");
@@ -215,7 +215,7 @@ Tensor qco_backward_cuda(const Tensor& grad_levels, const Tensor& grad_sta, cons
         gl.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
         levels.data_ptr<scalar_t>(), counts.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), h,
         w, L, cooc, dc.data_ptr<double>(), dq.data_ptr<double>(), ds.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_qco_backward");
   });
   return ds;
 }
@@ -318,11 +318,11 @@ Tensor qco_tem_cuda(const Tensor& f_, const Tensor& s_, const Tensor& levels_,
     tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
         L, ks.data_ptr<int>(), rs.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_qco_tem");
     tem_forward_kernel<scalar_t><<<ceil_div(B * C * P, 256), 256, 0, stream>>>(
         f.data_ptr<scalar_t>(), ks.data_ptr<int>(), rs.data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), B, C, P, L);
-    check_launch("texstat");
+    check_launch("texstat_qco_tem");
   });
   return out;
 }
@@ -349,20 +349,20 @@ std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cuda(const Tensor& grad_out_
     tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
         L, ks.data_ptr<int>(), rs.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_qco_tem_backward");
     tem_row_hist_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
         go.data_ptr<scalar_t>(), ks.data_ptr<int>(), rs.data_ptr<scalar_t>(), nullptr, C, P, L,
         acc.data_ptr<double>(), gf.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_qco_tem_backward");
     tem_grad_s_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
         f.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
         levels.data_ptr<scalar_t>(), ks.data_ptr<int>(), B, C, P, L, gs.data_ptr<scalar_t>(),
         contrib.data_ptr<double>());
-    check_launch("texstat");
+    check_launch("texstat_qco_tem_backward");
     tem_row_hist_kernel<scalar_t><<<B, kThreads, 0, stream>>>(
         nullptr, ks.data_ptr<int>(), nullptr, contrib.data_ptr<double>(), C, P, L,
         acc.data_ptr<double>(), gl.data_ptr<scalar_t>());
-    check_launch("texstat");
+    check_launch("texstat_qco_tem_backward");
   });
   return {gf, gs, gl};
 }
