@@ -20,9 +20,11 @@ synthetic() {  # the comparison over 3 seeds: methods that do not use str/sta
 synthetic_sstkd() {  # SSTKD and its ablation with DEFAULT_WEIGHTS (chosen by the sweep)
   $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants sstkd sstkd_str sstkd_sta
 }
-camvid() {  # CPU size (configs/camvid_cpu.yaml), 3 seeds, every method and the ablation
+camvid() {  # CPU size (configs/camvid_cpu.yaml), 3 seeds, every method and the ablation;
+  # kd_tex: the texture losses on top of pixel-wise KD alone (no pair-wise / holistic terms)
   $RUN --config configs/camvid_cpu.yaml --seeds 1 2 3 --out runs/exp/camvid \
-    --variants baseline kd cwd skd sstkd sstkd_str sstkd_sta
+    --variants baseline kd cwd skd sstkd sstkd_str sstkd_sta \
+    "kd_tex=kd,distill.weights.str=1,distill.weights.sta=1"
 }
 strong_teacher() {  # why: the same students distilled from a teacher trained 3x longer
   $RUN --config $SYN --seeds 1 --out runs/exp/strong_teacher --set train.teacher_iters=360 \
