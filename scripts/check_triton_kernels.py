@@ -87,7 +87,9 @@ def record(out: Path) -> int:
     def run(self, *args, grid, warmup, **kwargs):
         fn = self.fn
         params = inspect.signature(fn).parameters
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        options = {k: v for k, v in kwargs.items() if k not in params}  # num_warps, ...
+        bound = inspect.signature(fn).bind(*args, **{k: v for k, v in kwargs.items()
+                                                      if k in params})
         sig, consts = {}, {}
         for name, value in bound.arguments.items():
             ann = params[name].annotation
@@ -97,7 +99,7 @@ def record(out: Path) -> int:
             else:
                 sig[name] = _type_of(value)
         spec = {"module": fn.__module__, "kernel": fn.__name__, "signature": sig,
-                "constexprs": consts}
+                "constexprs": consts, "options": options}
         launches.setdefault(json.dumps(spec, sort_keys=True), spec)
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
@@ -134,7 +136,8 @@ def _compile_one(spec: dict, arch: int, ptxas: Path, queue) -> None:
     try:
         kernel = getattr(importlib.import_module(spec["module"]), spec["kernel"])
         src = ASTSource(fn=kernel, signature=spec["signature"], constexprs=spec["constexprs"])
-        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                                  options=spec["options"] or None)
         stats = _ptxas_stats(ptxas, compiled.asm["ptx"], arch) if ptxas.is_file() else {}
         queue.put({"ok": True, "shared": compiled.metadata.shared, **stats})
     except Exception as exc:  # reported by the parent
@@ -144,7 +147,7 @@ def _compile_one(spec: dict, arch: int, ptxas: Path, queue) -> None:
 
 def _label(spec: dict) -> str:
     first_ptr = next(t for t in spec["signature"].values() if t.startswith("*"))
-    consts = ",".join(f"{k}={v}" for k, v in spec["constexprs"].items())
+    consts = ",".join(f"{k}={v}" for k, v in {**spec["constexprs"], **spec["options"]}.items())
     return f"{spec['module'].rsplit('.', 1)[-1]}.{spec['kernel']} {consts} [{first_ptr[1:]}]"
 
 

@@ -19,6 +19,13 @@ def tile_block(np_: int) -> int:
     return max(16, min(BLOCK, 4096 // np_))
 
 
+def tile_warps(np_: int) -> int:
+    """Warps for kernels holding (pixels, N) tiles: 8 from N = 64 on. With 4, the N = 128
+    co-occurrence and TEM-gradient kernels spill 1-2 KB per thread on sm_90; with 8, at most
+    0.7 KB (``scripts/check_triton_kernels.py`` reports the figures)."""
+    return 8 if np_ >= 64 else 4
+
+
 def row_tile(np_: int) -> int:
     """Rows of an (N, N) matrix per program (or per ``tl.dot`` step): at most 32, so that no
     program holds more than 32 x N of it (a full 128 x 128 float64 tile does not fit in

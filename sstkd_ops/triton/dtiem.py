@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import denoise_histogram
 from ..texture_stats_ops import wire
-from ._common import BLOCK, NPROG, check_finite, np2, row_tile, tile_block
+from ._common import BLOCK, NPROG, check_finite, np2, row_tile, tile_block, tile_warps
 
 
 @triton.jit
@@ -232,7 +232,8 @@ def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
         sums = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
         cnts = torch.empty_like(sums)
         _lloyd_partial_kernel[(B, NPROG)](s, levels, first, sums, cnts, P, N, NPROG=NPROG,
-                                          BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
+                                          BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N),
+                                          num_warps=tile_warps(NP))
         sums, cnts = sums.sum(1)[:, :N], cnts.sum(1)[:, :N]
         levels = torch.where(cnts > 0, (sums / cnts.clamp_min(1)).to(s.dtype), levels)
         levels = levels.contiguous()
@@ -246,7 +247,8 @@ def _hist_partial(s, levels, v=None):
     out = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
     _weighted_hist_partial_kernel[(B, NPROG)](s, levels, s if v is None else v, out, P, N,
                                               HAS_V=v is not None, NPROG=NPROG,
-                                              BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N))
+                                              BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N),
+                                              num_warps=tile_warps(NP))
     return out.sum(1)[:, :N]
 
 
@@ -291,7 +293,7 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
         _cooc_partial_kernel[(B, NPROG, NP // ti)](sf, jidx, levels, part, H, W, N, dy, dx,
                                                    max(0, -dy), max(0, -dx), hh, ww,
                                                    NPROG=NPROG, BLOCK=tile_block(NP), NP=NP,
-                                                   TI=ti)
+                                                   TI=ti, num_warps=tile_warps(NP))
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 

@@ -21,7 +21,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import QCO2D_EPS
 from ..texture_stats_ops import wire
-from ._common import check_finite, np2, nprog_for, row_tile, tile_block
+from ._common import check_finite, np2, nprog_for, row_tile, tile_block, tile_warps
 
 CB = 32  # channels per tl.dot tile of the TEM kernels
 
@@ -195,7 +195,8 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
     if not cooc:
         nprog = nprog_for(P, blk)
         part = torch.empty(G, nprog, NP, dtype=torch.float64, device=s.device)
-        _qco_count_kernel[(G, nprog)](sf, levels, delta, part, P, L, nprog, BLOCK=blk, NP=NP)
+        _qco_count_kernel[(G, nprog)](sf, levels, delta, part, P, L, nprog, BLOCK=blk, NP=NP,
+                                      num_warps=tile_warps(NP))
         acc = part.sum(1)[:, :L]
         total = acc.sum(-1, keepdim=True)  # 0 for a constant group: sta = 0/0 = NaN
     else:
@@ -206,7 +207,8 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
             part = torch.empty(G, nprog, NP, NP, dtype=s.dtype, device=s.device)
             ti = row_tile(NP)
             _qco_cooc_kernel[(G, nprog, NP // ti)](sf, levels, delta, part, h, w, L, nprog,
-                                                   BLOCK=blk, NP=NP, TI=ti)
+                                                   BLOCK=blk, NP=NP, TI=ti,
+                                                   num_warps=tile_warps(NP))
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
     sta = (acc / total).to(s.dtype).contiguous()
@@ -238,7 +240,7 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     part = torch.empty(G, nprog, NP, dtype=torch.float64, device=s.device)
     _qco_grad_kernel[(G, nprog)](sf, lv, _delta(sf, lv, extrema), dc.contiguous(), ds, part,
                                  h, w, L, nprog, COOC=cooc, BLOCK=blk, NP=NP,
-                                 TK=row_tile(NP))
+                                 TK=row_tile(NP), num_warps=tile_warps(NP))
     # levels q_k = frac_k (max - min) + min: their gradient goes to the first extremal pixels
     dq = part.sum(1)[:, :L] + grad_levels.double()
     frac = _level_frac(L, s).double()
@@ -339,7 +341,7 @@ def texstat_qco_tem(f: torch.Tensor, s: torch.Tensor, levels: torch.Tensor,
     blk = tile_block(NP)
     out = torch.empty(B, C, P, dtype=f.dtype, device=f.device)
     _tem_kernel[(B, triton.cdiv(P, blk))](f, s, levels, delta, out, C, P, L, BLOCK=blk, NP=NP,
-                                          CB=CB)
+                                          CB=CB, num_warps=tile_warps(NP))
     return out
 
 
@@ -356,12 +358,12 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
     blk = tile_block(NP)
     grad_f = torch.empty_like(f)
     _tem_grad_f_kernel[(B, triton.cdiv(C, CB))](go, s, levels, delta, grad_f, C, P, L,
-                                                BLOCK=blk, NP=NP, CB=CB)
+                                                BLOCK=blk, NP=NP, CB=CB, num_warps=tile_warps(NP))
     nprog = nprog_for(P, blk)
     grad_s = torch.empty_like(s)
     part = torch.empty(B, nprog, NP, dtype=torch.float64, device=f.device)
     _tem_grad_s_kernel[(B, nprog)](go, f, s, levels, delta, grad_s, part, C, P, L, nprog,
-                                   BLOCK=blk, NP=NP, CB=CB)
+                                   BLOCK=blk, NP=NP, CB=CB, num_warps=tile_warps(NP))
     return grad_f, grad_s, part.sum(1)[:, :L].to(f.dtype).contiguous()
 
 
