@@ -32,6 +32,20 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
                                msg=(lambda m: f"{msg}\n{m}") if msg else None)
 
 
+def noncontig(x: torch.Tensor) -> torch.Tensor:
+    """The same values as ``x`` in a non-contiguous layout (last two dims transposed)."""
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def weighted_loss(outs, seed: int = 1) -> torch.Tensor:
+    """``sum_o (o * w_o).sum()`` over the differentiable outputs with seeded random weights
+    ``w_o`` (drawn on the CPU, moved to each output's device), so that every output and every
+    element of it reaches the gradient."""
+    gen = torch.Generator().manual_seed(seed)
+    return sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)).sum()
+               for o in outs if o.requires_grad)
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     if not GOLDEN.is_dir():

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import TOL
+from conftest import TOL, noncontig
 
 import sstkd_ops
 from sstkd_ops import _backend
@@ -35,7 +35,7 @@ def _check_pdfb(backend, shape, pfilt, dfilt, nlevs, dtype, contiguous=True):
     g = torch.Generator().manual_seed(hash((shape, pfilt, dfilt, nlevs)) % 2**31)
     x = torch.randn(shape, generator=g, dtype=dtype).to(device)
     if not contiguous:
-        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+        x = noncontig(x)
         assert not x.is_contiguous()
     xr = x.detach().clone().requires_grad_()
     xf = x.detach().clone().requires_grad_()

@@ -159,10 +159,14 @@ def test_generator_loss_gradients_and_state_round_trip():
     te, img = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
     st = torch.randn(2, 3, 8, 8, requires_grad=True)
     adv.critic_step(te, st.detach(), img)  # with spectral norm and GP
+    adv.discriminator.zero_grad(set_to_none=True)
+    flags = [p.requires_grad for p in adv.discriminator.parameters()]
     loss = adv.generator_loss(st, img)
     loss.backward()
     assert st.grad is not None and st.grad.abs().sum() > 0
-    assert all(p.grad is None or p.requires_grad for p in adv.discriminator.parameters())
+    # the generator loss leaves the critic without gradients and with its flags restored
+    assert all(p.grad is None for p in adv.discriminator.parameters())
+    assert [p.requires_grad for p in adv.discriminator.parameters()] == flags
     other = HolisticAdversary(3, base_channels=4, num_layers=2)
     other.load_state_dict(adv.state_dict())
     adv.train(False), other.train(False)

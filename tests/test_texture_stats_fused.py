@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close, requires_cuda
+from conftest import assert_close, noncontig, requires_cuda, weighted_loss
 
+from benchmarks.harness import peak_memory
 from sstkd_ops import _backend
 from sstkd_ops import texture_stats_ops as tso
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
@@ -19,18 +20,11 @@ DTYPES = [torch.float64, torch.float32]
 SHAPES = [(1, 3, 7, 5), (2, 5, 11, 13), (3, 2, 1, 9), (2, 16, 16, 16)]
 
 
-def _noncontig(x: torch.Tensor) -> torch.Tensor:
-    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
-
-
 def _grads(fn, inputs, weights_seed=1):
     inputs = [t.detach().clone().requires_grad_() for t in inputs]
     outs = fn(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs,)
-    gen = torch.Generator().manual_seed(weights_seed)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs
-               if o.requires_grad)
-    return outs, torch.autograd.grad(loss, inputs)
+    return outs, torch.autograd.grad(weighted_loss(outs, weights_seed), inputs)
 
 
 def _parity(fn_ref, fn_fast, inputs, dtype, scale=1.0):
@@ -51,7 +45,7 @@ def _fast_backends(device):
 @pytest.mark.parametrize("contig", [True, False])
 def test_texture_equalize_parity(shape, dtype, contig):
     x = torch.randn(shape, dtype=dtype)
-    x = x if contig else _noncontig(x)
+    x = x if contig else noncontig(x)
     for N, K, theta, offs in ((8, 2, 0.5, ((1, 1),)), (13, 0, 1.0, ((0, 1), (-2, 3))),
                               (32, 3, 0.2, ((1, 1), (1, 0)))):
         def run(t, be, N=N, K=K, theta=theta, offs=offs):
@@ -67,7 +61,7 @@ def test_texture_equalize_parity(shape, dtype, contig):
 @pytest.mark.parametrize("contig", [True, False])
 def test_qco_parity(shape, dtype, contig):
     x = torch.randn(shape, dtype=dtype)
-    x = x if contig else _noncontig(x)
+    x = x if contig else noncontig(x)
     for be in _fast_backends("cpu"):
         for L in (1, 5, 16):
             _parity(lambda t, L=L: tuple(qco_1d(t, L, backend="reference")),
@@ -165,20 +159,6 @@ def test_cuda_parity(dtype):
             lambda t: qco_2d(t, 4, 1, backend="cuda"), [x[..., :16, :20]], dtype)
 
 
-def _peak_alloc_bytes(fn) -> int:
-    """Peak of torch CPU allocations during ``fn()`` (each allocation counted once)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    live = peak = 0
-    for e in sorted((e for e in prof.events() if e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start):
-        live += e.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak
-
-
 def test_fused_never_allocates_n_times_pixels():
     """Extra memory of the fused forward + backward stays below one N*H*W tensor."""
     B, C, H, W, N = 1, 4, 32, 32, 64
@@ -190,6 +170,6 @@ def test_fused_never_allocates_n_times_pixels():
         (out.q.sum() + out.cooc.sum() + out.hist.sum()).backward()
 
     fwd_bwd("cpu")
-    fused = _peak_alloc_bytes(lambda: fwd_bwd("cpu")) - x.numel() * 4 * 2  # x copy and grad
-    reference = _peak_alloc_bytes(lambda: fwd_bwd("reference"))
+    fused = peak_memory(lambda: fwd_bwd("cpu")) - x.numel() * 4 * 2  # x copy and grad
+    reference = peak_memory(lambda: fwd_bwd("reference"))
     assert fused < B * N * H * W * 4 < reference

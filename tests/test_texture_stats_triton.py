@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close
+from conftest import assert_close, noncontig, weighted_loss
 
 from sstkd_ops import _backend
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
@@ -29,10 +29,7 @@ def _run(x, backend, case):
     _, N, K, theta, offs = case
     x = x.detach().clone().requires_grad_()
     out = texture_equalize(x, N, K, theta, offs, backend=backend)
-    gen = torch.Generator().manual_seed(3)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)).sum()
-               for o in out[:3])
-    (g,) = torch.autograd.grad(loss, x)
+    (g,) = torch.autograd.grad(weighted_loss(out[:3], 3), x)
     return (*out, g)
 
 
@@ -40,7 +37,7 @@ def _run(x, backend, case):
 @pytest.mark.parametrize("case", CASES)
 def test_triton_matches_reference(case, dtype):
     x = torch.randn(case[0], dtype=dtype, device=DEVICE)
-    x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # non-contiguous input
+    x = noncontig(x)
     for a, b in zip(_run(x, "triton", case), _run(x, "reference", case)):
         assert_close(a, b, dtype, scale=10.0)
 
@@ -54,10 +51,7 @@ def _qco_run(x, f, backend, L, S):
                        backend=backend)
     tem = qco_1d_tem(f, q1.cos_sim, q1.levels, backend=backend)
     outs = (q1.levels, q1.sta, q1.cos_sim, lv2, sta2, tem)
-    gen = torch.Generator().manual_seed(5)
-    loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)).sum()
-               for o in outs)
-    return (*outs, *torch.autograd.grad(loss, (x, f)))
+    return (*outs, *torch.autograd.grad(weighted_loss(outs, 5), (x, f)))
 
 
 QCO_CASES = [  # (shape, L, S): odd and prime sizes, batch 1 and > 1, L up to 128 lanes
@@ -73,7 +67,7 @@ QCO_CASES = [  # (shape, L, S): odd and prime sizes, batch 1 and > 1, L up to 12
 def test_triton_qco_tem_match_reference(case, dtype):
     shape, L, S = case
     x = torch.randn(shape, dtype=dtype, device=DEVICE)
-    x = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # non-contiguous input
+    x = noncontig(x)
     f = torch.randn(shape[0], 37, L, dtype=dtype, device=DEVICE)  # C > one channel tile
     names = ("levels", "sta", "cos_sim", "levels_2d", "sta_2d", "tem", "grad_x", "grad_f")
     for name, a, b in zip(names, _qco_run(x, f, "triton", L, S),
