@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> None:
             tdir.mkdir(parents=True, exist_ok=True)
             _run(base + ["--preset", "baseline", "--set", f"model.student={cfg.model.teacher}",
                          "--set", f"train.iters={teacher_iters}", "--set", f"train.seed={seed}",
+                         *(["--set", "model.pretrained=null"] if cfg.model.pretrained else []),
                          "--output-dir", str(tdir)], tdir / "log.txt", out)
         for spec in args.variants:
             name, preset, sets = parse_variant(spec)

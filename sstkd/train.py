@@ -163,7 +163,9 @@ def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
         runs.append(_external_teacher(cfg, device))
         teacher_ckpt = cfg.model.teacher_checkpoint
     else:
-        tcfg = derive(cfg, "baseline", model__student=cfg.model.teacher,
+        # model.pretrained holds the student's backbone weights: the teacher (another
+        # architecture) starts without them
+        tcfg = derive(cfg, "baseline", model__student=cfg.model.teacher, model__pretrained=None,
                       train__iters=cfg.train.teacher_iters or cfg.train.iters)
         check_config_paths(tcfg)
         tdir = out / "teacher" if args.no_cache else (

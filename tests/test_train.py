@@ -155,3 +155,16 @@ def test_bad_configs_fail_early(overrides, match, tiny_config, teacher_ckpt, tmp
     with pytest.raises(ValueError, match=match):
         run(tiny_config, tmp_path / "bad", *args)
     assert not (tmp_path / "bad" / "latest.pt").exists()  # nothing was trained
+
+
+def test_pipeline_teacher_does_not_load_the_students_backbone(tmp_path):
+    """``--pretrained`` holds the student's ImageNet backbone; the pipeline's teacher (another
+    depth) trains without it instead of failing on a strict load."""
+    from sstkd.models import ResNet
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(ResNet(18).state_dict(), weights)
+    config = write_config(tmp_path / "cfg.yaml", model__teacher="pspnet_resnet34")
+    res = run(config, tmp_path / "out", "--pipeline", "--preset", "kd", "--no-cache",
+              "--pretrained", str(weights))
+    assert [r["name"] for r in res["runs"]] == ["teacher", "student_kd", "student_baseline"]
