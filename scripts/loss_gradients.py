@@ -40,13 +40,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     teacher = load_teacher(cfg, torch.device("cpu"))
     state = torch.load(args.student, map_location="cpu", weights_only=True)
     if "distiller" in state:  # a training checkpoint (latest.pt): student + trained adapters
-        student = build_model(cfg.model.student, cfg.data.num_classes, cfg.model.output_stride)
+        student = build_model(cfg.model.student, cfg.data.num_classes, cfg.model.output_stride,
+                              cfg.model.aux)
     else:  # final_model.pth: the adapters start untrained
         student, _ = load_checkpoint(args.student)
     d = Distiller(student, teacher.feature_channels, cfg.distill, cfg.data.ignore_index,
                   cfg.model.aux_weight, teacher.num_classes, teacher.output_stride).train()
     if "distiller" in state:
         d.load_state_dict(state["distiller"])
+        d.load_extra_state(state.get("extra", {}))  # the trained holistic critic
     groups = {"stem+layer1": [q for n, q in student.named_parameters()
                               if n.startswith(("backbone.stem", "backbone.conv1", "backbone.bn1",
                                                "backbone.layer1", "backbone.features.0",
@@ -64,11 +66,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             break
         with torch.no_grad():
             t_out = teacher(image, return_features=True)
+        _, terms, _ = d(image, target, t_out)  # one forward: every term sees the same batch
         for term in ("seg", *d.enabled):
-            _, terms, _ = d(image, target, t_out)
             w = 1.0 if term == "seg" else d.weights[term]
             d.zero_grad(set_to_none=True)
-            (w * terms[term]).backward()
+            (w * terms[term]).backward(retain_graph=True)
             row = stats.setdefault(term, {})
             row.setdefault("weighted value", []).append(w * terms[term].item())
             for g, params in groups.items():
