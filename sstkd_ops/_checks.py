@@ -95,10 +95,20 @@ def check_choice(fn: str, name: str, value: object, choices: Iterable[str]) -> s
     return value
 
 
-def check_finite(fn: str, name: str, x: torch.Tensor) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or Inf (one device sync)."""
+def check_finite(fn: str, name: str, x: torch.Tensor, *, derived: str | None = None) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or Inf (one device sync).
+
+    ``derived``: what ``x`` is when it was computed from argument ``name`` (the message names
+    both). Skipped while ``torch.compile`` traces: a data-dependent check cannot be traced
+    (the compiled kernels raise ``RuntimeError`` on non-finite values instead).
+    """
+    if torch.compiler.is_compiling():
+        return
     if not bool(torch.isfinite(x).all()):
         n_bad = int((~torch.isfinite(x)).sum())
+        if derived is not None:
+            raise ValueError(f"{fn}: argument '{name}' expected finite values, got NaN/Inf (the "
+                             f"{derived} of {n_bad} pixels is not finite)")
         raise ValueError(
             f"{fn}: argument '{name}' expected finite values, got {n_bad} NaN/Inf entries "
             f"(shape {tuple(x.shape)})"

@@ -33,7 +33,7 @@ from . import _backend, _checks
 from . import texture_stats_ops as _ops
 from .reference import texture_stats as _ref
 
-_FUSED = ("cpu", "cuda", "triton")
+_FUSED = ("cpu", "cuda", "triton")  # every op has all fused backends
 
 
 class QCO1d(NamedTuple):
@@ -61,9 +61,9 @@ if _backend.has_triton() and (torch.cuda.is_available() or _backend.triton_inter
     importlib.import_module(".triton.texture_stats", __package__)
 
 
-def _select(fn: str, x: torch.Tensor, backend: str | None, implemented: tuple[str, ...]) -> str:
+def _select(fn: str, x: torch.Tensor, backend: str | None) -> str:
     """The backend for ``fn`` on ``x`` (:func:`sstkd_ops._backend.select_backend`)."""
-    be = _backend.select_backend(fn, x, backend, implemented)
+    be = _backend.select_backend(fn, x, backend, _FUSED)
     if be == "triton" and __package__ + ".triton.texture_stats" not in sys.modules:
         importlib.import_module(".triton.texture_stats", __package__)  # eager first use
     return be
@@ -81,12 +81,7 @@ def _check_x(fn: str, x: object) -> torch.Tensor:
 
 
 def _check_s_finite(fn: str, s: torch.Tensor) -> None:
-    if torch.compiler.is_compiling():
-        return
-    if not bool(torch.isfinite(s).all()):
-        bad = int((~torch.isfinite(s)).sum())
-        raise ValueError(f"{fn}: argument 'x' expected finite values, got NaN/Inf (the texture "
-                         f"intensity of {bad} pixels is not finite)")
+    _checks.check_finite(fn, "x", s, derived="texture intensity")
 
 
 def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> QCO1d:
@@ -119,10 +114,9 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
     fn = "qco_1d"
     x = _check_x(fn, x)
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
-    be = _select(fn, x, backend, _FUSED)
+    be = _select(fn, x, backend)
     if be == "reference":
-        if not torch.compiler.is_compiling():
-            _checks.check_finite(fn, "x", x)
+        _checks.check_finite(fn, "x", x)
         return QCO1d(*_ref.qco_1d(x, L))
     ops = _fused_ops(be)
     s = ops.texstat_cos_sim(x, 1)[0]
@@ -177,10 +171,9 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
     L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
     S = _checks.check_int(fn, "scale", scale, minimum=1)
     _qco_2d_sizes(fn, x.shape, L, S)
-    be = _select(fn, x, backend, _FUSED)
+    be = _select(fn, x, backend)
     if be == "reference":
-        if not torch.compiler.is_compiling():
-            _checks.check_finite(fn, "x", x)
+        _checks.check_finite(fn, "x", x)
         return _ref.qco_2d(x, L, S)
     ops = _fused_ops(be)
     xp = _ref.qco_2d_pool(x, L)
@@ -229,8 +222,8 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
     if not (f.dtype == cos_sim.dtype == levels.dtype):
         raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
                         f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
-    be = _select(fn, f, backend, _FUSED)
-    _check_s_finite(fn, cos_sim)
+    be = _select(fn, f, backend)
+    _checks.check_finite(fn, "cos_sim", cos_sim)
     if be == "reference":
         return _ref.qco_1d_tem(f, cos_sim, levels)
     ops = _fused_ops(be)
@@ -296,10 +289,9 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
-    be = _select(fn, x, backend, _FUSED)
+    be = _select(fn, x, backend)
     if be == "reference":
-        if not torch.compiler.is_compiling():
-            _checks.check_finite(fn, "x", x)
+        _checks.check_finite(fn, "x", x)
         return TextureStats(*_ref.texture_equalize(x, N, K, theta, offs))
     ops = _fused_ops(be)
     s = ops.texstat_cos_sim(x, 1)[0]

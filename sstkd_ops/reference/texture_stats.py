@@ -36,6 +36,13 @@ def cosine_similarity_map(x: torch.Tensor, cells: int = 1) -> torch.Tensor:
     return (F.normalize(mean, dim=1, eps=NORM_EPS) * F.normalize(x, dim=1, eps=NORM_EPS)).sum(1)
 
 
+def level_fractions(num_levels: int, like: torch.Tensor) -> torch.Tensor:
+    """STLNet's bin-centre fractions ``(2k + 1) / (2L)``, ``(L,)``, formed in float32 as the
+    official code does, then cast to the dtype of ``like``."""
+    k = torch.arange(num_levels, device=like.device).float()
+    return ((2 * k + 1) / (2 * num_levels)).to(like.dtype)
+
+
 def stlnet_levels(s: torch.Tensor, num_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """STLNet's level centres over the last axis of ``s`` ``(..., P)``; returns (levels, delta).
 
@@ -44,9 +51,7 @@ def stlnet_levels(s: torch.Tensor, num_levels: int) -> tuple[torch.Tensor, torch
     """
     lo = s.min(-1).values.unsqueeze(-1)
     hi = s.max(-1).values.unsqueeze(-1)
-    k = torch.arange(num_levels, device=s.device).float()
-    frac = ((2 * k + 1) / (2 * num_levels)).to(s.dtype)  # formed in float32 as the official code
-    levels = frac * (hi - lo) + lo
+    levels = level_fractions(num_levels, s) * (hi - lo) + lo
     if num_levels > 1:
         delta = levels[..., 1] - levels[..., 0]
     else:
@@ -135,10 +140,7 @@ def lloyd_levels(s: torch.Tensor, num_levels: int, iters: int) -> torch.Tensor:
     moves each level to the mean of its values; a level without values stays.
     """
     s = s.detach()
-    lo = s.min(-1, keepdim=True).values
-    hi = s.max(-1, keepdim=True).values
-    k = torch.arange(num_levels, device=s.device).float()
-    levels = ((2 * k + 1) / (2 * num_levels)).to(s.dtype) * (hi - lo) + lo
+    levels = stlnet_levels(s, num_levels)[0]
     for _ in range(iters):
         idx = (s.unsqueeze(1) - levels.unsqueeze(2)).abs().argmin(1)  # (B, P)
         # level means accumulated in float64, then rounded to the working dtype

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.texture_stats import denoise_histogram
+from ..reference.texture_stats import denoise_histogram, stlnet_levels
 from ..texture_stats_ops import wire
 from ._common import BLOCK, NPROG, check_finite, np2, row_tile, tile_block, tile_warps
 
@@ -222,10 +222,7 @@ def _steps(N: int) -> int:
 
 def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
     B, P = s.shape
-    lo = s.min(-1, keepdim=True).values
-    hi = s.max(-1, keepdim=True).values
-    k = torch.arange(N, device=s.device).float()
-    levels = (((2 * k + 1) / (2 * N)).to(s.dtype) * (hi - lo) + lo).contiguous()
+    levels = stlnet_levels(s, N)[0].contiguous()  # STLNet's bin centres, then Lloyd steps
     NP = np2(N)
     for _ in range(iters):
         first = torch.searchsorted(levels, levels).to(torch.int32).contiguous()

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.texture_stats import QCO2D_EPS
+from ..reference.texture_stats import QCO2D_EPS, level_fractions
 from ..texture_stats_ops import wire
 from ._common import check_finite, np2, nprog_for, row_tile, tile_block, tile_warps
 
@@ -162,12 +162,6 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
     tl.store(dq_ptr + (g * nprog + j) * NP + lanes, acc)
 
 
-def _level_frac(L: int, s: torch.Tensor) -> torch.Tensor:
-    """STLNet's (2k + 1) / (2L), formed in float32 as the official code does."""
-    k = torch.arange(L, device=s.device).float()
-    return ((2 * k + 1) / (2 * L)).to(s.dtype)
-
-
 def _delta(sf: torch.Tensor, levels: torch.Tensor, extrema: torch.Tensor) -> torch.Tensor:
     """Mask width per group: q_1 - q_0, or max - min for one level."""
     if levels.shape[1] > 1:
@@ -188,7 +182,7 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
     check_finite(sf, "texstat_qco_triton")
     extrema = torch.stack([sf.argmin(1), sf.argmax(1)], 1)  # first extremal pixels
     lo, hi = sf.gather(1, extrema[:, :1]), sf.gather(1, extrema[:, 1:])
-    levels = (_level_frac(L, s) * (hi - lo) + lo).contiguous()
+    levels = (level_fractions(L, s) * (hi - lo) + lo).contiguous()
     delta = _delta(sf, levels, extrema)
     NP = np2(L)
     blk = tile_block(NP)
@@ -243,7 +237,7 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
                                  TK=row_tile(NP), num_warps=tile_warps(NP))
     # levels q_k = frac_k (max - min) + min: their gradient goes to the first extremal pixels
     dq = part.sum(1)[:, :L] + grad_levels.double()
-    frac = _level_frac(L, s).double()
+    frac = level_fractions(L, s).double()
     dhi = (dq * frac).sum(-1, keepdim=True).to(s.dtype)
     dlo = (dq - dq * frac).sum(-1, keepdim=True).to(s.dtype)
     idx = torch.arange(P, device=s.device)
