@@ -80,8 +80,17 @@ def _make_fn(op: str, backend: str, N: int, x: torch.Tensor):
     raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
 
-def _bench_one(op, backend, shape, N, device, dtype, warmup, reps):
+def _copy_gbps(shape, device, dtype, warmup, reps) -> float:
+    """Bandwidth of a plain copy of x (read + write), the yardstick of ``frac_of_copy_bw``."""
     x = torch.randn(shape, device=device, dtype=dtype)
+    copy = time_fn(lambda: x.clone(), warmup=warmup, reps=reps, device=device)["median_ms"]
+    return 2 * x.numel() * x.element_size() / copy / 1e6
+
+
+def _bench_one(op, backend, shape, N, device, dtype, warmup, reps, copy_gbps):
+    x = torch.randn(shape, device=device, dtype=dtype)
+    if backend == "ref+compile":
+        torch._dynamo.reset()  # one static-shape compilation per case, not recompiles
     fn = _make_fn(op, backend, N, x)
     with torch.no_grad():
         outs = fn(x)
@@ -98,15 +107,13 @@ def _bench_one(op, backend, shape, N, device, dtype, warmup, reps):
         loss.backward()
 
     # bandwidth: the fused passes over x read it twice forward and twice + write once backward;
-    # compared with a plain copy (read + write) timed in the same run
+    # compared with a plain copy (read + write) timed once per shape in the same run
     nbytes = x.numel() * x.element_size()
-    copy = time_fn(lambda: x.clone(), warmup=warmup, reps=reps, device=device)["median_ms"]
-    copy_gbps = 2 * nbytes / copy / 1e6
     rows = []
     for mode, f in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
         t = time_fn(f, warmup=warmup, reps=reps, device=device)
         peak = peak_memory(f, device)
-        grad_bytes = x.numel() * x.element_size() if mode == "fwd+bwd" else 0
+        grad_bytes = nbytes if mode == "fwd+bwd" else 0
         rows.append({"op": op, "mode": mode, "backend": backend, "shape": "x".join(map(str, shape)),
                      "N": N, "dtype": str(dtype).replace("torch.", ""),
                      "median_ms": round(t["median_ms"], 3), "iqr_ms": round(t["iqr_ms"], 3),
@@ -143,13 +150,15 @@ def main() -> None:
         fast = [b for b in fast if b != "triton"]  # the interpreter is not a speed path
     env = env_info(device)
     all_rows = []
+    copy_gbps = {shape: _copy_gbps(shape, device, torch.float32, 1, reps) for shape in shapes}
     for op in args.ops.split(","):
         for shape in shapes:
             for N in levels:
                 rows = []
                 for be in backends + fast:
                     try:
-                        rows += _bench_one(op, be, shape, N, device, torch.float32, 1, reps)
+                        rows += _bench_one(op, be, shape, N, device, torch.float32, 1, reps,
+                                           copy_gbps[shape])
                     except Exception as exc:  # record and go on (e.g. compile failure)
                         print(f"[skip] {op} {be} {shape} N={N}: {type(exc).__name__}: {exc}")
                 for r in rows:
