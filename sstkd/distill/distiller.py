@@ -160,19 +160,14 @@ class Distiller(nn.Module):
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond ``state_dict()``: the critic and its optimizer."""
-        if self.adversary is None:
-            return {}
-        return {"discriminator": self.adversary.discriminator.state_dict(),
-                "discriminator_optimizer": self.adversary.optimizer.state_dict()}
+        return {} if self.adversary is None else self.adversary.state_dict()
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        if self.adversary is None:
-            return
-        self.adversary.discriminator.load_state_dict(state["discriminator"])
-        self.adversary.optimizer.load_state_dict(state["discriminator_optimizer"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state)
 
     def train(self, mode: bool = True) -> Distiller:
         super().train(mode)
         if self.adversary is not None:
-            self.adversary.discriminator.train(mode)
+            self.adversary.train(mode)
         return self

@@ -207,14 +207,14 @@ class HolisticAdversary:
         return self
 
     def state_dict(self) -> dict:
-        """``{'discriminator': ..., 'optimizer': ...}`` for checkpoints."""
+        """``{'discriminator': ..., 'discriminator_optimizer': ...}`` for checkpoints."""
         return {"discriminator": self.discriminator.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+                "discriminator_optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
-        missing = {"discriminator", "optimizer"} - set(state)
+        missing = {"discriminator", "discriminator_optimizer"} - set(state)
         if missing:
             raise ValueError(f"HolisticAdversary.load_state_dict: missing keys {sorted(missing)}")
         self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["discriminator_optimizer"])
