@@ -36,9 +36,8 @@ import torch
 
 from .config import Config, check_config_paths, config_from_dict, load_config
 from .engine import NonFiniteLossError, barrier, cleanup, init_distributed, is_main, world_size
-from .engine.trainer import FINAL_MODEL, build_datasets, train, write_results
+from .engine.trainer import FINAL_MODEL, build_datasets, load_teacher, train, write_results
 from .evaluate import evaluate
-from .models import load_checkpoint
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic_default.yaml"
 _NOT_IN_CACHE_KEY = (("train", "output_dir"), ("train", "log_every"), ("train", "tensorboard"),
@@ -142,11 +141,9 @@ def _stage(cfg: Config, name: str, args: argparse.Namespace, device: torch.devic
 def _external_teacher(cfg: Config, device: torch.device) -> dict[str, Any]:
     """Evaluate a given teacher checkpoint on the validation split."""
     t0 = time.time()
-    model, _ = load_checkpoint(cfg.model.teacher_checkpoint, name=cfg.model.teacher,
-                               num_classes=cfg.data.num_classes,
-                               output_stride=cfg.model.output_stride)
-    res = evaluate(model, build_datasets(cfg)[1], cfg.eval.mode, crop_size=cfg.eval.crop_size,
-                   stride=cfg.eval.stride, device=device, progress=False)
+    res = evaluate(load_teacher(cfg, device), build_datasets(cfg)[1], cfg.eval.mode,
+                   crop_size=cfg.eval.crop_size, stride=cfg.eval.stride, device=device,
+                   progress=False)
     return {"name": "teacher", "model": cfg.model.teacher, "preset": "given", "miou": res["miou"],
             "iou": dict(zip(res["class_names"], res["iou"], strict=True)), "steps": None,
             "wall_time_s": round(time.time() - t0, 1), "checkpoint": cfg.model.teacher_checkpoint}

@@ -168,3 +168,10 @@ def test_pipeline_teacher_does_not_load_the_students_backbone(tmp_path):
     res = run(config, tmp_path / "out", "--pipeline", "--preset", "kd", "--no-cache",
               "--pretrained", str(weights))
     assert [r["name"] for r in res["runs"]] == ["teacher", "student_kd", "student_baseline"]
+
+
+def test_pipeline_with_a_given_teacher(tiny_config, teacher_ckpt, tmp_path):
+    res = run(tiny_config, tmp_path / "out", "--pipeline", "--preset", "kd",
+              "--teacher-checkpoint", str(teacher_ckpt))
+    assert [r["name"] for r in res["runs"]] == ["teacher", "student_kd", "student_baseline"]
+    assert res["runs"][0]["preset"] == "given" and 0 <= res["runs"][0]["miou"] <= 1
