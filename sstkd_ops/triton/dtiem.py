@@ -36,14 +36,9 @@ def _last_le(lv_ptr, s, N, STEPS: tl.constexpr):
 
 
 @triton.jit
-def _hat(lv_ptr, s, N, STEPS: tl.constexpr):
-    """Hat code: weight 1 - w on level k, w on k + 1; inside: w depends on s."""
-    return _hat_at(lv_ptr, s, _last_le(lv_ptr, s, N, STEPS), N)
-
-
-@triton.jit
-def _hat_at(lv_ptr, s, j, N):
-    """:func:`_hat` given ``j``, the index of the last level <= s."""
+def _hat(lv_ptr, s, j, N):
+    """Hat code of ``s`` given ``j``, the index of its last level <= s (:func:`_last_le`):
+    weight 1 - w on level k, w on k + 1; inside: w depends on s."""
     inside = (j >= 0) & (j <= N - 2)
     k = tl.minimum(tl.maximum(j, 0), N - 2)
     l0 = tl.load(lv_ptr + k)
@@ -83,9 +78,19 @@ def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N,
 
 
 @triton.jit
-def _weighted_hist_partial_kernel(s_ptr, lv_ptr, v_ptr, out_ptr, P, N, HAS_V: tl.constexpr,
-                                  NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
-                                  STEPS: tl.constexpr):
+def _level_index_kernel(s_ptr, lv_ptr, j_ptr, P, N, BLOCK: tl.constexpr, STEPS: tl.constexpr):
+    """j_p = index of the last level <= s_p, once per pixel for every later pass."""
+    b = tl.program_id(0)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < P
+    s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+    tl.store(j_ptr + b * P + offs, _last_le(lv_ptr + b * N, s, N, STEPS), mask=m)
+
+
+@triton.jit
+def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N,
+                                  HAS_V: tl.constexpr, NPROG: tl.constexpr, BLOCK: tl.constexpr,
+                                  NP: tl.constexpr):
     """Partial sums over pixels of v_p * E_n(p) (v = 1 without HAS_V), float64."""
     b = tl.program_id(0)
     g = tl.program_id(1)
@@ -95,7 +100,8 @@ def _weighted_hist_partial_kernel(s_ptr, lv_ptr, v_ptr, out_ptr, P, N, HAS_V: tl
         offs = p0 + tl.arange(0, BLOCK)
         m = offs < P
         s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-        k, w, inside, den = _hat(lv_ptr + b * N, s, N, STEPS)
+        j = tl.load(j_ptr + b * P + offs, mask=m, other=0)
+        k, w, inside, den = _hat(lv_ptr + b * N, s, j, N)
         w0 = (1.0 - w).to(tl.float64)
         w1 = w.to(tl.float64)
         if HAS_V:
@@ -109,16 +115,14 @@ def _weighted_hist_partial_kernel(s_ptr, lv_ptr, v_ptr, out_ptr, P, N, HAS_V: tl
 
 
 @triton.jit
-def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, j_ptr, P, N, BLOCK: tl.constexpr,
-                     STEPS: tl.constexpr):
-    """Q_p = sum_n E_n(p) CDF_n; also stores j_p (last level <= s_p) for the co-occurrence."""
+def _equalize_kernel(s_ptr, j_ptr, lv_ptr, cdf_ptr, q_ptr, P, N, BLOCK: tl.constexpr):
+    """Q_p = sum_n E_n(p) CDF_n."""
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = offs < P
     s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-    j = _last_le(lv_ptr + b * N, s, N, STEPS)
-    tl.store(j_ptr + b * P + offs, j, mask=m)
-    k, w, inside, den = _hat_at(lv_ptr + b * N, s, j, N)
+    j = tl.load(j_ptr + b * P + offs, mask=m, other=0)
+    k, w, inside, den = _hat(lv_ptr + b * N, s, j, N)
     c0 = tl.load(cdf_ptr + b * N + k, mask=m, other=0.0)
     c1 = tl.load(cdf_ptr + b * N + k + 1, mask=m, other=0.0)
     tl.store(q_ptr + b * P + offs, (1.0 - w) * c0 + w * c1, mask=m)
@@ -128,7 +132,7 @@ def _equalize_kernel(s_ptr, lv_ptr, cdf_ptr, q_ptr, j_ptr, P, N, BLOCK: tl.const
 def _code_matrix(lv_ptr, s, j, valid, N, lanes):
     """(BLOCK, len(lanes)) dense code of a block of pixels at levels ``lanes`` (zero rows where
     not valid), from the stored last-level indices ``j``."""
-    k, w, inside, den = _hat_at(lv_ptr, s, j, N)
+    k, w, inside, den = _hat(lv_ptr, s, j, N)
     e = tl.where(k[:, None] == lanes[None, :], (1.0 - w)[:, None], 0.0)
     e += tl.where((k + 1)[:, None] == lanes[None, :], w[:, None], 0.0)
     return tl.where(valid[:, None], e, 0.0)
@@ -140,8 +144,8 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
                          TI: tl.constexpr):
     """Partial co-occurrence, rows program_id(2) * TI + [0, TI) of the N x N matrix.
 
-    Reads the last-level indices stored by the equalisation pass: a binary search here, next
-    to the ``tl.dot``, makes the GPU compiler run for minutes."""
+    Reads the stored last-level indices: a binary search here, next to the ``tl.dot``, makes
+    the GPU compiler run for minutes."""
     b = tl.program_id(0)
     g = tl.program_id(1)
     P = H * W
@@ -165,8 +169,8 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
 
 
 @triton.jit
-def _dtiem_grad_s_kernel(s_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr, ds_ptr,
-                         H, W, N, D, BLOCK: tl.constexpr, STEPS: tl.constexpr):
+def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr, ds_ptr,
+                         H, W, N, D, BLOCK: tl.constexpr):
     b = tl.program_id(0)
     P = H * W
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -175,7 +179,7 @@ def _dtiem_grad_s_kernel(s_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr
     x = offs % W
     lv = lv_ptr + b * N
     s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-    k, w, inside, den = _hat(lv, s, N, STEPS)
+    k, w, inside, den = _hat(lv, s, tl.load(j_ptr + b * P + offs, mask=m, other=0), N)
     dq = tl.load(dq_ptr + b * P + offs, mask=m, other=0.0).to(tl.float64)
     de0 = dq * tl.load(cdf_ptr + b * N + k).to(tl.float64) + tl.load(dh_ptr + b * N + k) / P
     de1 = dq * tl.load(cdf_ptr + b * N + k + 1).to(tl.float64) + tl.load(dh_ptr + b * N + k + 1) / P
@@ -190,7 +194,7 @@ def _dtiem_grad_s_kernel(s_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr
         xn = x + dx
         vn = m & (yn >= 0) & (yn < H) & (xn >= 0) & (xn < W)
         sn = tl.load(s_ptr + b * P + yn * W + xn, mask=vn, other=0.0)
-        kn, wn, _i, _d = _hat(lv, sn, N, STEPS)
+        kn, wn, _i, _d = _hat(lv, sn, tl.load(j_ptr + b * P + yn * W + xn, mask=vn, other=0), N)
         a0 = (1.0 - wn).to(tl.float64)
         a1 = wn.to(tl.float64)
         t0 = tl.load(gm + k * N + kn, mask=vn, other=0.0) * a0
@@ -203,7 +207,7 @@ def _dtiem_grad_s_kernel(s_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr
         xp = x - dx
         vp = m & (yp >= 0) & (yp < H) & (xp >= 0) & (xp < W)
         sp = tl.load(s_ptr + b * P + yp * W + xp, mask=vp, other=0.0)
-        kp, wp, _i2, _d2 = _hat(lv, sp, N, STEPS)
+        kp, wp, _i2, _d2 = _hat(lv, sp, tl.load(j_ptr + b * P + yp * W + xp, mask=vp, other=0), N)
         b0 = (1.0 - wp).to(tl.float64)
         b1 = wp.to(tl.float64)
         u0 = b0 * tl.load(gm + kp * N + k, mask=vp, other=0.0)
@@ -237,14 +241,24 @@ def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
     return levels
 
 
-def _hist_partial(s, levels, v=None):
+def _level_index(s: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """(B, P) int32: the last level <= s of every pixel (one binary search per pixel)."""
+    B, P = s.shape
+    N = levels.shape[1]
+    j = torch.empty(B, P, dtype=torch.int32, device=s.device)
+    _level_index_kernel[(B, triton.cdiv(P, BLOCK))](s, levels, j, P, N, BLOCK=BLOCK,
+                                                    STEPS=_steps(N))
+    return j
+
+
+def _hist_partial(s, j, levels, v=None):
     B, P = s.shape
     N = levels.shape[1]
     NP = np2(N)
     out = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
-    _weighted_hist_partial_kernel[(B, NPROG)](s, levels, s if v is None else v, out, P, N,
+    _weighted_hist_partial_kernel[(B, NPROG)](s, j, levels, s if v is None else v, out, P, N,
                                               HAS_V=v is not None, NPROG=NPROG,
-                                              BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N),
+                                              BLOCK=tile_block(NP), NP=NP,
                                               num_warps=tile_warps(NP))
     return out.sum(1)[:, :N]
 
@@ -271,13 +285,12 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
             if H - abs(offsets[2 * d]) <= 0 or W - abs(offsets[2 * d + 1]) <= 0:
                 cooc[:, d] = 0
         return q, cooc, raw.clone(), levels, raw
-    raw = (_hist_partial(sf, levels) / P).to(s.dtype)
+    jidx = _level_index(sf, levels)
+    raw = (_hist_partial(sf, jidx, levels) / P).to(s.dtype)
     hist = denoise_histogram(raw, theta)
     cdf = _cdf(hist).contiguous()
     q = torch.empty_like(sf)
-    jidx = torch.empty(B, P, dtype=torch.int32, device=s.device)  # last level <= s, per pixel
-    _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels, cdf, q, jidx, P, N, BLOCK=BLOCK,
-                                                 STEPS=_steps(N))
+    _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, jidx, levels, cdf, q, P, N, BLOCK=BLOCK)
     NP = np2(N)
     cooc = torch.zeros(B, D, N, N, dtype=s.dtype, device=s.device)
     for d in range(D):
@@ -305,7 +318,9 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
         return torch.zeros_like(s)
     sf = s.reshape(B, P).contiguous()
     dq = grad_q.reshape(B, P).contiguous()
-    dcdf = _hist_partial(sf, levels, dq)  # (B, N) float64: sum_p dQ_p E_n(p)
+    levels = levels.contiguous()
+    jidx = _level_index(sf, levels)
+    dcdf = _hist_partial(sf, jidx, levels, dq)  # (B, N) float64: sum_p dQ_p E_n(p)
     # d hist' = grad_hist + d(cumsum(h') - h' / 2)
     dh = grad_hist.double() + dcdf.flip(-1).cumsum(-1).flip(-1) - dcdf / 2
     # through the clip-and-redistribute (mirrors reference.denoise_histogram)
@@ -321,10 +336,10 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
     cdf = _cdf(denoise_histogram(h, theta)).contiguous()
     offs_t = torch.tensor(offsets, dtype=torch.int32, device=s.device)
     ds = torch.empty_like(sf)
-    _dtiem_grad_s_kernel[(B, triton.cdiv(P, BLOCK))](sf, levels.contiguous(), dq, cdf,
+    _dtiem_grad_s_kernel[(B, triton.cdiv(P, BLOCK))](sf, jidx, levels, dq, cdf,
                                                      dh_raw.contiguous(),
                                                      grad_cooc.contiguous(), offs_t, ds, H, W,
-                                                     N, D, BLOCK=BLOCK, STEPS=_steps(N))
+                                                     N, D, BLOCK=BLOCK)
     return ds.reshape(B, H, W)
 
 
