@@ -9,6 +9,8 @@
 namespace sstkd_texstat_math {
 
 constexpr int kMaxCodes = 4;  // STLNet codes per pixel (2 in exact arithmetic)
+inline constexpr double kNormEps = 1e-12;  // F.normalize's eps
+inline constexpr double kQco2dEps = 1e-6;  // STLNet QCO_2d's epsilon on the co-occurrence total
 
 template <typename T>
 SSTKD_HD T abs_of(T v) {
@@ -84,23 +86,22 @@ SSTKD_HD int64_t nearest_level(T s, const T* lv, int64_t N) {
 template <typename T>
 SSTKD_HD int qco_pixel_grad(const T* S, int64_t p, int64_t h, int64_t w, const T* q, int64_t L,
                             T delta, const double* dc, bool cooc, int* codes, double* contrib) {
-  int kn[kMaxCodes];
-  T rr[kMaxCodes], rn[kMaxCodes];
+  int kb[kMaxCodes], ka[kMaxCodes];
+  T rr[kMaxCodes], rb[kMaxCodes], ra[kMaxCodes];
   const int n = stl_codes(S[p], q, L, delta, codes, rr);
+  int nb = 0, na = 0;  // codes of the (+1, +1) and the (-1, -1) neighbour, once per pixel
+  if (cooc && n > 0) {
+    const int64_t y = p / w, x = p % w;
+    if (y + 1 < h && x + 1 < w) nb = stl_codes(S[p + w + 1], q, L, delta, kb, rb);
+    if (y > 0 && x > 0) na = stl_codes(S[p - w - 1], q, L, delta, ka, ra);
+  }
   for (int m = 0; m < n; ++m) {
     double dE = 0;
     if (!cooc) {
       dE = dc[codes[m]];
     } else {
-      const int64_t y = p / w, x = p % w;
-      if (y + 1 < h && x + 1 < w) {
-        const int nb = stl_codes(S[p + w + 1], q, L, delta, kn, rn);
-        for (int j = 0; j < nb; ++j) dE += dc[codes[m] * L + kn[j]] * double(rn[j]);
-      }
-      if (y > 0 && x > 0) {
-        const int na = stl_codes(S[p - w - 1], q, L, delta, kn, rn);
-        for (int i = 0; i < na; ++i) dE += double(rn[i]) * dc[kn[i] * L + codes[m]];
-      }
+      for (int j = 0; j < nb; ++j) dE += dc[codes[m] * L + kb[j]] * double(rb[j]);
+      for (int i = 0; i < na; ++i) dE += double(ra[i]) * dc[ka[i] * L + codes[m]];
     }
     const double sg = sign_of(q[codes[m]] - S[p]);
     contrib[m] = dE * sg;

@@ -1,7 +1,7 @@
 // Shared helpers of the C++ CPU texture-statistics kernels (texture_cos_sim_cpu.cpp,
-// texture_qco_cpu.cpp, texture_dtiem_cpu.cpp; schemas in csrc/texture_stats.cpp): tolerances
-// and argument checks. The per-value quantisation rules shared with the CUDA kernels are in
-// csrc/texture_stats_math.h.
+// texture_qco_cpu.cpp, texture_dtiem_cpu.cpp; schemas in csrc/texture_stats.cpp): work-item
+// size and argument checks. The per-value quantisation rules and the tolerances shared with the
+// CUDA kernels are in csrc/texture_stats_math.h.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -11,8 +11,6 @@
 namespace sstkd_texstat {
 namespace detail {
 
-inline constexpr double kNormEps = 1e-12;  // F.normalize's eps
-inline constexpr double kQco2dEps = 1e-6;  // STLNet QCO_2d's epsilon on the co-occurrence total
 inline constexpr int64_t kChunk = 512;     // pixels per work item of the per-pixel passes
 
 inline void check_float_cpu(const at::Tensor& t, const char* fn, const char* name,

@@ -1,5 +1,5 @@
 // Shared helpers of the CUDA texture-statistics kernels (texture_cos_sim_cuda.cu,
-// texture_qco_cuda.cu, texture_dtiem_cuda.cu; schemas in csrc/texture_stats.cpp): tolerances,
+// texture_qco_cuda.cu, texture_dtiem_cuda.cu; schemas in csrc/texture_stats.cpp):
 // launch configuration, stream / device / error handling and the block-level device helpers.
 //
 // The statistics of s run one thread block per image (or QCO group): pixels are processed in
@@ -20,8 +20,6 @@
 namespace sstkd_texstat_cuda {
 namespace detail {
 
-inline constexpr double kNormEps = 1e-12;
-inline constexpr double kQco2dEps = 1e-6;
 inline constexpr int kThreads = 128;  // threads per block of the statistics kernels
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
