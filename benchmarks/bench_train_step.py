@@ -16,9 +16,9 @@ setting) to ``train_step_<device>_<config>_<crop>_b<batch>_<threads>threads.png`
 
 Usage (from the repository root, extension built in place):
     python benchmarks/bench_train_step.py                       # synthetic default, 64x64, batch 8
-    python benchmarks/bench_train_step.py --config configs/camvid_cpu.yaml
+    python benchmarks/bench_train_step.py --config camvid_cpu --set data.root=PATH
     python benchmarks/bench_train_step.py --device cuda \
-        --config configs/cityscapes_pspnet_r101_r18.yaml
+        --config cityscapes_pspnet_r101_r18 --set data.root=PATH
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _step_fn(cfg_path: str | None, overrides: list[str], preset: str, backend: s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/synthetic_default.yaml")
+    p.add_argument("--config", default="synthetic_default")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

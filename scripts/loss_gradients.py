@@ -6,7 +6,7 @@ enabled term of ``--preset`` (weights from the config / ``--set``) is back-propa
 the script prints the weighted term, and the gradient norm it puts on the student's backbone
 stem + ``layer1`` (what the texture taps see), the rest of the student, and the SSTKD adapters.
 
-    python scripts/loss_gradients.py --config configs/synthetic_default.yaml \\
+    python scripts/loss_gradients.py --config synthetic_default \\
         --teacher runs/exp/synthetic/seed1/teacher/final_model.pth \\
         --student runs/exp/synthetic/seed1/sstkd/latest.pt --preset sstkd --batches 4
 """

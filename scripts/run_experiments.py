@@ -5,10 +5,10 @@ stored in ``<out>/commands.txt``); a run whose ``results.json`` exists is skippe
 can be restarted. Per seed, the teacher is trained once (``<out>/seed<S>/teacher``) and every
 variant distils from it.
 
-    python scripts/run_experiments.py run --config configs/synthetic_default.yaml \\
+    python scripts/run_experiments.py run --config synthetic_default \\
         --seeds 1 2 3 --variants baseline kd cwd sstkd sstkd_str sstkd_sta \\
         --out runs/exp/synthetic --threads 1
-    python scripts/run_experiments.py run --config configs/synthetic_default.yaml --seeds 0 \\
+    python scripts/run_experiments.py run --config synthetic_default --seeds 0 \\
         --variants skd "str0.1=sstkd_str,distill.weights.str=0.1" --out runs/exp/sweep
     python scripts/run_experiments.py summarize runs/exp/synthetic
 

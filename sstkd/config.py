@@ -5,18 +5,24 @@ A configuration is a :class:`Config` of sections (``model``, ``data``, ``optim``
 against the field types when read; unknown keys and wrong types raise ``ValueError`` naming the
 key path, the expected type and what came::
 
-    cfg = load_config("configs/cityscapes_pspnet_r101_r18.yaml", ["optim.lr=0.005"])
+    cfg = load_config("cityscapes_pspnet_r101_r18", ["optim.lr=0.005"])  # or a YAML path
     cfg.optim.lr            # 0.005
     cfg.distill.weights.pi  # 10.0 (from the preset)
     cfg.to_dict()           # plain dict for checkpoints and results
 
 Loss weights left unset (``null``) are filled from the named preset ``distill.preset``
 (:data:`PRESETS`); a weight given in a file or override wins over the preset.
+
+The configurations shipped with the package live in ``sstkd/configs/`` (:data:`CONFIG_DIR`) and
+are loaded by name (``"camvid_cpu"``). Configs hold no machine paths: a dataset root left unset
+(``data.root: null``) is taken from ``--set data.root=PATH`` or, when the environment variable
+``SSTKD_DATA`` is set, is ``$SSTKD_DATA/<data.dataset>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -190,6 +196,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "sstkd_sta": ("pi", "pa", "ho", "sta"),  # ablation: statistical texture only
 }
 DATASETS_WITHOUT_ROOT = ("synthetic",)
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the packaged configurations
+DATA_ENV = "SSTKD_DATA"  # parent folder of dataset roots: $SSTKD_DATA/<data.dataset>
 EVAL_MODES = ("whole", "slide")
 
 
@@ -409,13 +417,39 @@ def resolve_config(cfg: Config) -> Config:
     return cfg
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configurations shipped in :data:`CONFIG_DIR` (``"camvid_cpu"``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The YAML file of a config given as a path or as the name of a packaged config.
+
+    An existing file wins; otherwise ``"camvid_cpu"`` or ``"camvid_cpu.yaml"`` names
+    ``CONFIG_DIR / "camvid_cpu.yaml"``.
+
+    Raises:
+        ValueError: neither a file nor a packaged config name (the message lists the names).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if path.parent == Path(".") and packaged.is_file():
+        return packaged
+    raise ValueError(f"config: file {str(path)!r} does not exist and is not the name of a "
+                     f"packaged config (one of {packaged_configs()})")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
                 check_paths: bool = False) -> Config:
     """Load a YAML config (with ``base:`` includes), apply ``--set`` overrides, resolve, check.
 
     Args:
-        path: YAML file; ``None`` starts from the defaults.
-        overrides: ``"section.key=value"`` strings, applied in order after the file.
+        path: YAML file or packaged config name (:func:`config_path`); ``None`` starts from
+            the defaults.
+        overrides: ``"section.key=value"`` strings, applied in order after the file. An unset
+            ``data.root`` then becomes ``$SSTKD_DATA/<data.dataset>`` when ``SSTKD_DATA`` is set.
         check_paths: also require ``data.root`` (real datasets), ``model.teacher_checkpoint``
             and ``model.pretrained`` (when given) to exist -- what a training run needs.
 
@@ -425,9 +459,13 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
     Raises:
         ValueError: unknown key, wrong type, invalid value or missing path, naming the key.
     """
-    cfg = config_from_dict(read_yaml(path), resolve=False) if path is not None else Config()
+    cfg = (config_from_dict(read_yaml(config_path(path)), resolve=False) if path is not None
+           else Config())
     for item in overrides:
         apply_override(cfg, item)
+    if cfg.data.root is None and cfg.data.dataset not in DATASETS_WITHOUT_ROOT and os.environ.get(
+            DATA_ENV):
+        cfg.data.root = str(Path(os.environ[DATA_ENV]).expanduser() / cfg.data.dataset)
     resolve_config(cfg)
     if check_paths:
         check_config_paths(cfg)
@@ -516,7 +554,8 @@ def check_config_paths(cfg: Config) -> None:
         if d.root is None or not Path(d.root).is_dir():
             raise ValueError(f"config: key 'data.root' expected an existing directory for "
                              f"dataset {d.dataset!r}, got {d.root!r} (set it with "
-                             f"--set data.root=PATH)")
+                             f"--set data.root=PATH, or set {DATA_ENV} to the folder holding "
+                             f"{d.dataset!r})")
     needs_teacher = any(getattr(cfg.distill.weights, k) for k in DEFAULT_WEIGHTS)
     ckpt = cfg.model.teacher_checkpoint
     if needs_teacher and ckpt is None:

@@ -39,7 +39,7 @@ from .engine import NonFiniteLossError, barrier, cleanup, init_distributed, is_m
 from .engine.trainer import FINAL_MODEL, build_datasets, load_teacher, train, write_results
 from .evaluate import evaluate
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthetic_default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "synthetic_default.yaml"
 _NOT_IN_CACHE_KEY = (("train", "output_dir"), ("train", "log_every"), ("train", "tensorboard"),
                      ("train", "ckpt_every"), ("train", "teacher_iters"), ("data", "workers"))
 

@@ -17,7 +17,7 @@ from sstkd.config import (
     save_config,
 )
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "sstkd" / "configs").glob("*.yaml"))
 
 
 def test_configs_are_shipped():
@@ -39,7 +39,7 @@ def test_shipped_config_loads_and_round_trips(path, tmp_path):
 
 
 def test_cityscapes_is_the_paper_protocol():
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(Path(__file__).resolve().parents[1] / "sstkd" / "configs"
                       / "cityscapes_pspnet_r101_r18.yaml")
     assert (cfg.model.teacher, cfg.model.student) == ("pspnet_resnet101", "pspnet_resnet18")
     assert cfg.data.crop_size == (512, 512) and cfg.data.batch_size == 8
