@@ -13,6 +13,12 @@ Backends:
 The choice comes from the op's ``backend=`` argument, else from the environment variable
 ``SSTKD_BACKEND``, else ``"auto"``. Forcing a backend that is not available raises
 :class:`BackendUnavailableError`, which says how to get it.
+
+``SSTKD_DISABLE`` keeps ``auto`` away from backends known to fail for an op on this machine
+(e.g. written from the ``disable`` list of ``scripts/gpu_run.py``'s ``gpu_parity.json``): a
+comma-separated list of ``backend:op`` entries, ``op`` may be ``*``, e.g.
+``SSTKD_DISABLE=cuda:pdfb_dec,triton:*``. It only changes what ``auto`` picks; a backend named
+explicitly still runs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 
 BACKENDS = ("auto", "reference", "cpu", "triton", "cuda")
 ENV_VAR = "SSTKD_BACKEND"
+DISABLE_ENV_VAR = "SSTKD_DISABLE"
 _AUTO_ORDER = ("cuda", "triton", "cpu", "reference")
 
 _BUILD_HINT = (
@@ -133,6 +140,27 @@ def requested_backend(backend: str | None, fn: str = "sstkd_ops") -> str:
     return backend
 
 
+def _parse_disabled(spec: str) -> frozenset[tuple[str, str]]:
+    entries = set()
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        backend, sep, op = item.partition(":")
+        if not sep or not op or backend not in _AUTO_ORDER or backend == "reference":
+            raise ValueError(
+                f"sstkd_ops: environment variable {DISABLE_ENV_VAR} expected comma-separated "
+                f"'backend:op' entries with backend one of 'cuda', 'triton', 'cpu' and op a name "
+                f"or '*', got {item!r} in {spec!r}")
+        entries.add((backend, op))
+    return frozenset(entries)
+
+
+def disabled_backends(fn: str) -> set[str]:
+    """Backends that ``$SSTKD_DISABLE`` keeps ``auto`` from picking for op ``fn``."""
+    spec = os.environ.get(DISABLE_ENV_VAR, "")
+    if not spec:
+        return set()
+    return {b for b, op in _parse_disabled(spec) if op in (fn, "*")}
+
+
 def select_backend(
     fn: str,
     x: torch.Tensor,
@@ -151,6 +179,8 @@ def select_backend(
         nondeterministic: backends whose results may vary run to run; ``auto`` skips them
             while ``torch.are_deterministic_algorithms_enabled()``.
 
+    ``auto`` also skips the backends ``$SSTKD_DISABLE`` lists for ``fn``.
+
     Returns:
         The concrete backend name (never ``"auto"``).
     """
@@ -167,8 +197,9 @@ def select_backend(
             raise BackendUnavailableError(f"{fn}: backend {wanted!r} is unavailable: {why}")
         return wanted
     deterministic = torch.are_deterministic_algorithms_enabled()
+    disabled = disabled_backends(fn)
     for candidate in _AUTO_ORDER:
-        if candidate not in have:
+        if candidate not in have or candidate in disabled:
             continue
         if candidate == "triton" and x.device.type != "cuda":
             continue  # the interpreter is for testing, never the fastest CPU path

@@ -102,3 +102,23 @@ def test_build_info_reports_extension_state():
 def test_checks_name_argument_expected_and_received(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_disable_list_keeps_auto_away_but_not_an_explicit_choice(monkeypatch):
+    if not _backend.has_cpu_kernels():
+        pytest.skip("compiled extension not built")
+    x = torch.zeros(1)
+    monkeypatch.setenv(_backend.DISABLE_ENV_VAR, "cpu:myop, triton:*")
+    assert select_backend("myop", x, None, {"cpu"}) == "reference"
+    assert select_backend("other", x, None, {"cpu"}) == "cpu"
+    assert select_backend("myop", x, "cpu", {"cpu"}) == "cpu"
+    assert _backend.disabled_backends("other") == {"triton"}
+    monkeypatch.setenv(_backend.DISABLE_ENV_VAR, "cpu:*")
+    assert select_backend("other", x, None, {"cpu"}) == "reference"
+
+
+@pytest.mark.parametrize("spec", ["cuda", "gpu:pdfb_dec", "reference:qco_1d", "cuda:"])
+def test_disable_list_rejects_malformed_entries(monkeypatch, spec):
+    monkeypatch.setenv(_backend.DISABLE_ENV_VAR, spec)
+    with pytest.raises(ValueError, match=f"SSTKD_DISABLE expected .* got '{spec}'"):
+        select_backend("myop", torch.zeros(1), None, {"cpu"})
