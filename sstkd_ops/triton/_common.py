@@ -1,41 +1,62 @@
-"""Constants and helpers shared by the Triton texture-statistics kernels."""
+"""Constants and helpers shared by the Triton texture-statistics kernels.
+
+Tiles never grow with the level count: a kernel holds at most ``lane_tile(L)`` levels (or a
+``lane_tile(L)`` square of an L x L matrix) at a time and covers the others with more programs,
+so registers and shared memory stay the same from 16 levels up (``scripts/check_triton_kernels.py``
+compiles every kernel for sm_90 and reports both).
+"""
 
 from __future__ import annotations
 
 import torch
 import triton
+import triton.language as tl
 
 BLOCK = 128  # pixels per step of the per-pixel passes
 NPROG = 8  # persistent programs per image (group) for reductions over pixels
+LANES = 32  # most levels a kernel holds at a time (one lane tile)
+TILE = 2048  # values of a (pixels, lanes) tile: 16 per thread with 4 warps
 
 
-def np2(n: int) -> int:
-    """Lane count for ``n`` levels: a power of two >= 16 (the smallest ``tl.dot`` size)."""
-    return max(16, triton.next_power_of_2(n))
+def lane_tile(n: int) -> int:
+    """Levels per lane tile for ``n`` levels: a power of two in [16, LANES] (16 is the smallest
+    ``tl.dot`` size)."""
+    return max(16, min(LANES, triton.next_power_of_2(n)))
 
 
-def tile_block(np_: int) -> int:
-    """Pixels per step of kernels that hold a (pixels, lanes) tile: about 4096 elements."""
-    return max(16, min(BLOCK, 4096 // np_))
+def lane_tiles(n: int) -> tuple[int, int]:
+    """``(lanes per tile, tiles)`` covering ``n`` levels."""
+    tl_ = lane_tile(n)
+    return tl_, triton.cdiv(n, tl_)
 
 
-def tile_warps(np_: int) -> int:
-    """Warps for kernels holding (pixels, N) tiles: 8 from N = 64 on. With 4, the N = 128
-    co-occurrence and TEM-gradient kernels spill 1-2 KB per thread on sm_90; with 8, at most
-    0.7 KB (``scripts/check_triton_kernels.py`` reports the figures)."""
-    return 8 if np_ >= 64 else 4
-
-
-def row_tile(np_: int) -> int:
-    """Rows of an (N, N) matrix per program (or per ``tl.dot`` step): at most 32, so that no
-    program holds more than 32 x N of it (a full 128 x 128 float64 tile does not fit in
-    registers and takes the GPU compiler minutes)."""
-    return min(np_, 32)
+def tile_block(lanes: int) -> int:
+    """Pixels per step of kernels that hold a (pixels, lanes) tile of :data:`TILE` values."""
+    return max(16, min(BLOCK, TILE // lanes))
 
 
 def nprog_for(npix: int, block: int) -> int:
     """Persistent programs for ``npix`` pixels: at most :data:`NPROG`, no idle program."""
     return max(1, min(NPROG, triton.cdiv(npix, block)))
+
+
+@triton.jit
+def div_rn(x, y):
+    """``x / y`` rounded to nearest: Triton's float32 ``/`` is approximate (``div.full.f32``),
+    which moves thresholds and level weights by an ulp against the reference."""
+    if x.dtype == tl.float32:
+        return tl.math.div_rn(x, y)
+    else:
+        return x / y
+
+
+@triton.jit
+def sqrt_rn(x):
+    """``sqrt(x)`` rounded to nearest (Triton's float32 ``sqrt`` is ``sqrt.approx.f32``)."""
+    if x.dtype == tl.float32:
+        return tl.math.sqrt_rn(x)
+    else:
+        return tl.sqrt(x)
 
 
 def check_finite(s: torch.Tensor, op: str) -> None:

@@ -14,7 +14,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import NORM_EPS
 from ..texture_stats_ops import wire
-from ._common import BLOCK
+from ._common import BLOCK, div_rn, sqrt_rn
 
 
 @triton.jit
@@ -58,9 +58,9 @@ def _pixel_dot_kernel(x_ptr, gu_ptr, s_ptr, pn_ptr, C, W, h, w, S, eps, BLOCK: t
         v = tl.load(x_ptr + (b * C + c) * P + offs, mask=m, other=0.0)
         dot += v * tl.load(gu_ptr + gbase + c, mask=m, other=0.0)
         nrm += v * v
-    nv = tl.sqrt(nrm)
+    nv = sqrt_rn(nrm)  # s decides every code downstream: correctly rounded, as the reference
     tl.store(pn_ptr + b * P + offs, nv, mask=m)
-    tl.store(s_ptr + b * P + offs, dot / tl.maximum(nv, eps), mask=m)
+    tl.store(s_ptr + b * P + offs, div_rn(dot, tl.maximum(nv, eps)), mask=m)
 
 
 @triton.jit

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import denoise_histogram, stlnet_levels
 from ..texture_stats_ops import wire
-from ._common import BLOCK, NPROG, check_finite, np2, row_tile, tile_block, tile_warps
+from ._common import BLOCK, NPROG, check_finite, div_rn, lane_tiles, tile_block
 
 
 @triton.jit
@@ -44,20 +44,22 @@ def _hat(lv_ptr, s, j, N):
     l0 = tl.load(lv_ptr + k)
     l1 = tl.load(lv_ptr + k + 1)
     den = tl.where(inside, l1 - l0, 1.0)
-    w = tl.where(inside, (s - l0) / den, tl.where(j < 0, 0.0, 1.0))
+    w = tl.where(inside, div_rn(s - l0, den), tl.where(j < 0, 0.0, 1.0))
     return k, w, inside, den
 
 
 @triton.jit
-def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N,
-                          NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
+def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N, NL,
+                          NPROG: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr,
                           STEPS: tl.constexpr):
+    """Partial sums and counts of the pixels nearest to each level of lane tile
+    program_id(2)."""
     b = tl.program_id(0)
     g = tl.program_id(1)
     lv = lv_ptr + b * N
-    lanes = tl.arange(0, NP)
-    acc_s = tl.zeros([NP], dtype=tl.float64)
-    acc_c = tl.zeros([NP], dtype=tl.float64)
+    lanes = tl.program_id(2) * TL + tl.arange(0, TL)
+    acc_s = tl.zeros([TL], dtype=tl.float64)
+    acc_c = tl.zeros([TL], dtype=tl.float64)
     for p0 in range(g * BLOCK, P, NPROG * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
         m = offs < P
@@ -72,7 +74,7 @@ def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N,
         hit = (k[:, None] == lanes[None, :]) & m[:, None]
         acc_s += tl.sum(tl.where(hit, s.to(tl.float64)[:, None], 0.0), 0)
         acc_c += tl.sum(tl.where(hit, 1.0, 0.0).to(tl.float64), 0)
-    out = (b * NPROG + g) * NP + lanes
+    out = (b * NPROG + g) * NL + lanes
     tl.store(sum_ptr + out, acc_s)
     tl.store(cnt_ptr + out, acc_c)
 
@@ -88,14 +90,15 @@ def _level_index_kernel(s_ptr, lv_ptr, j_ptr, P, N, BLOCK: tl.constexpr, STEPS: 
 
 
 @triton.jit
-def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N,
+def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N, NL,
                                   HAS_V: tl.constexpr, NPROG: tl.constexpr, BLOCK: tl.constexpr,
-                                  NP: tl.constexpr):
-    """Partial sums over pixels of v_p * E_n(p) (v = 1 without HAS_V), float64."""
+                                  TL: tl.constexpr):
+    """Partial sums over pixels of v_p * E_n(p) (v = 1 without HAS_V), float64, for the levels
+    n of lane tile program_id(2)."""
     b = tl.program_id(0)
     g = tl.program_id(1)
-    lanes = tl.arange(0, NP)
-    acc = tl.zeros([NP], dtype=tl.float64)
+    lanes = tl.program_id(2) * TL + tl.arange(0, TL)
+    acc = tl.zeros([TL], dtype=tl.float64)
     for p0 in range(g * BLOCK, P, NPROG * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
         m = offs < P
@@ -111,7 +114,7 @@ def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N,
         e = tl.where(k[:, None] == lanes[None, :], w0[:, None], 0.0)
         e += tl.where((k + 1)[:, None] == lanes[None, :], w1[:, None], 0.0)
         acc += tl.sum(tl.where(m[:, None], e, 0.0), 0)
-    tl.store(out_ptr + (b * NPROG + g) * NP + lanes, acc)
+    tl.store(out_ptr + (b * NPROG + g) * NL + lanes, acc)
 
 
 @triton.jit
@@ -139,10 +142,10 @@ def _code_matrix(lv_ptr, s, j, valid, N, lanes):
 
 
 @triton.jit
-def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
-                         NPROG: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
-                         TI: tl.constexpr):
-    """Partial co-occurrence, rows program_id(2) * TI + [0, TI) of the N x N matrix.
+def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww, NT,
+                         NPROG: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr):
+    """Partial co-occurrence, tile program_id(2) = (row tile, column tile) of the NT x NT lane
+    tiles of the N x N matrix.
 
     Reads the stored last-level indices: a binary search here, next to the ``tl.dot``, makes
     the GPU compiler run for minutes."""
@@ -150,9 +153,10 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
     g = tl.program_id(1)
     P = H * W
     npairs = hh * ww
-    lanes = tl.arange(0, NP)
-    rows = tl.program_id(2) * TI + tl.arange(0, TI)
-    acc = tl.zeros([TI, NP], dtype=s_ptr.dtype.element_ty)
+    NL = NT * TL
+    rows = (tl.program_id(2) // NT) * TL + tl.arange(0, TL)
+    lanes = (tl.program_id(2) % NT) * TL + tl.arange(0, TL)
+    acc = tl.zeros([TL, TL], dtype=s_ptr.dtype.element_ty)
     for t0 in range(g * BLOCK, npairs, NPROG * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
         m = t < npairs
@@ -165,7 +169,7 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
         a = _code_matrix(lv_ptr + b * N, si, tl.load(j_ptr + pi, mask=m, other=0), m, N, rows)
         c = _code_matrix(lv_ptr + b * N, sj, tl.load(j_ptr + pj, mask=m, other=0), m, N, lanes)
         acc += tl.dot(tl.trans(a), c, input_precision="ieee")
-    tl.store(out_ptr + ((b * NPROG + g) * NP + rows[:, None]) * NP + lanes[None, :], acc)
+    tl.store(out_ptr + ((b * NPROG + g) * NL + rows[:, None]) * NL + lanes[None, :], acc)
 
 
 @triton.jit
@@ -227,14 +231,14 @@ def _steps(N: int) -> int:
 def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
     B, P = s.shape
     levels = stlnet_levels(s, N)[0].contiguous()  # STLNet's bin centres, then Lloyd steps
-    NP = np2(N)
+    TL, NT = lane_tiles(N)
     for _ in range(iters):
         first = torch.searchsorted(levels, levels).to(torch.int32).contiguous()
-        sums = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
+        sums = torch.empty(B, NPROG, TL * NT, dtype=torch.float64, device=s.device)
         cnts = torch.empty_like(sums)
-        _lloyd_partial_kernel[(B, NPROG)](s, levels, first, sums, cnts, P, N, NPROG=NPROG,
-                                          BLOCK=tile_block(NP), NP=NP, STEPS=_steps(N),
-                                          num_warps=tile_warps(NP))
+        _lloyd_partial_kernel[(B, NPROG, NT)](s, levels, first, sums, cnts, P, N, TL * NT,
+                                              NPROG=NPROG, BLOCK=tile_block(TL), TL=TL,
+                                              STEPS=_steps(N))
         sums, cnts = sums.sum(1)[:, :N], cnts.sum(1)[:, :N]
         levels = torch.where(cnts > 0, (sums / cnts.clamp_min(1)).to(s.dtype), levels)
         levels = levels.contiguous()
@@ -254,12 +258,11 @@ def _level_index(s: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 def _hist_partial(s, j, levels, v=None):
     B, P = s.shape
     N = levels.shape[1]
-    NP = np2(N)
-    out = torch.empty(B, NPROG, NP, dtype=torch.float64, device=s.device)
-    _weighted_hist_partial_kernel[(B, NPROG)](s, j, levels, s if v is None else v, out, P, N,
-                                              HAS_V=v is not None, NPROG=NPROG,
-                                              BLOCK=tile_block(NP), NP=NP,
-                                              num_warps=tile_warps(NP))
+    TL, NT = lane_tiles(N)
+    out = torch.empty(B, NPROG, TL * NT, dtype=torch.float64, device=s.device)
+    _weighted_hist_partial_kernel[(B, NPROG, NT)](s, j, levels, s if v is None else v, out, P,
+                                                  N, TL * NT, HAS_V=v is not None, NPROG=NPROG,
+                                                  BLOCK=tile_block(TL), TL=TL)
     return out.sum(1)[:, :N]
 
 
@@ -291,19 +294,17 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
     cdf = _cdf(hist).contiguous()
     q = torch.empty_like(sf)
     _equalize_kernel[(B, triton.cdiv(P, BLOCK))](sf, jidx, levels, cdf, q, P, N, BLOCK=BLOCK)
-    NP = np2(N)
+    TL, NT = lane_tiles(N)
     cooc = torch.zeros(B, D, N, N, dtype=s.dtype, device=s.device)
     for d in range(D):
         dy, dx = offsets[2 * d], offsets[2 * d + 1]
         hh, ww = H - abs(dy), W - abs(dx)
         if hh <= 0 or ww <= 0:
             continue
-        part = torch.empty(B, NPROG, NP, NP, dtype=s.dtype, device=s.device)
-        ti = row_tile(NP)
-        _cooc_partial_kernel[(B, NPROG, NP // ti)](sf, jidx, levels, part, H, W, N, dy, dx,
-                                                   max(0, -dy), max(0, -dx), hh, ww,
-                                                   NPROG=NPROG, BLOCK=tile_block(NP), NP=NP,
-                                                   TI=ti, num_warps=tile_warps(NP))
+        part = torch.empty(B, NPROG, TL * NT, TL * NT, dtype=s.dtype, device=s.device)
+        _cooc_partial_kernel[(B, NPROG, NT * NT)](sf, jidx, levels, part, H, W, N, dy, dx,
+                                                  max(0, -dy), max(0, -dx), hh, ww, NT,
+                                                  NPROG=NPROG, BLOCK=tile_block(TL), TL=TL)
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 

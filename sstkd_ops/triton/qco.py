@@ -6,11 +6,14 @@ per-value rules (``csrc/texture_stats_math.h``): a value's candidate levels are 
 around its nearest level, a level is a code where ``1 - |q_k - s| > 1 - delta``, at most four
 codes (two in exact arithmetic).
 
-A block of pixels is encoded as a dense ``(pixels, levels)`` tile in registers, never in memory:
-1-D counts are column sums of it, the 2-D co-occurrence is ``tl.dot(A^T, B)`` of the tiles of
-pixel and neighbour, and the TEM product is ``f @ E^T``. Reductions over pixels write per-program
-partial sums reduced afterwards in a fixed order: no atomics, bitwise reproducible. Extra memory
-is O(G*P + G*N*N*NPROG) for G groups of P pixels.
+Sums over pixels into levels (1-D counts, level gradients, d loss / d f) encode a block of
+pixels as a dense ``(pixels, lanes)`` tile in registers for one lane tile of at most
+``LANES`` levels (more levels: more programs); the 2-D co-occurrence is ``tl.dot(A^T, B)`` of
+the tiles of pixel and neighbour, one ``lanes x lanes`` tile of the ``L x L`` matrix per
+program. Per-pixel sums over levels (the TEM product, d loss / d s) read only the five
+candidate levels of each pixel. Reductions over pixels write per-program partial sums reduced
+afterwards in a fixed order: no atomics, bitwise reproducible. Extra memory is
+O(G*P + G*L*L*NPROG) for G groups of P pixels.
 """
 
 from __future__ import annotations
@@ -21,34 +24,51 @@ import triton.language as tl
 
 from ..reference.texture_stats import QCO2D_EPS, level_fractions
 from ..texture_stats_ops import wire
-from ._common import check_finite, np2, nprog_for, row_tile, tile_block, tile_warps
+from ._common import check_finite, lane_tiles, nprog_for, tile_block
 
-CB = 32  # channels per tl.dot tile of the TEM kernels
+CB = 16  # channels per step of the TEM kernels
+PIX = 64  # pixels per step of the kernels that read the five candidates of each pixel
 
 
 @triton.jit
-def _code_tile(qg_ptr, lanes, s, live, q0, delta, L):
-    """STLNet codes of a block of values ``s`` at levels ``lanes``: (take, r), (BLOCK, lanes).
-
-    ``qg_ptr``: the group's L levels; ``lanes``: any range of level indices (the full
-    arange(NP), or a sub-range for one tile of an N x N product); ``live`` (BLOCK,) pixel mask.
-    """
+def _nearest(qg_ptr, s, live, q0, delta, L):
+    """Nearest level ``kc`` of values ``s`` and ``n``, how many of the five candidate levels
+    ``kc - 2 .. kc + 2`` pass the mask (a fifth code is dropped, as in C++/CUDA)."""
     d = (s - q0).to(tl.float64) / tl.where(delta > 0, delta, 1.0).to(tl.float64) + 0.5
-    kc = tl.minimum(tl.maximum(tl.floor(d), 0.0), L - 1.0).to(tl.int32)  # nearest level
-    qrow = tl.load(qg_ptr + lanes, mask=lanes < L, other=0.0)
-    r = 1.0 - tl.abs(qrow[None, :] - s[:, None])
-    take = (tl.abs(lanes[None, :] - kc[:, None]) <= 2) & (lanes[None, :] < L)
-    take = take & live[:, None]
-    take = take & (r > 1.0 - delta)  # never true for delta <= 0 (r <= 1)
-    # at most four codes: a fifth (all five candidates pass) is dropped, as in C++/CUDA
+    kc = tl.minimum(tl.maximum(tl.floor(d), 0.0), L - 1.0).to(tl.int32)
     n = tl.zeros_like(kc)
     for j in tl.static_range(5):
         k = kc + (j - 2)
         ok = live & (k >= 0) & (k < L)
         qk = tl.load(qg_ptr + k, mask=ok, other=0.0)
         n += (ok & (1.0 - tl.abs(qk - s) > 1.0 - delta)).to(tl.int32)
+    return kc, n
+
+
+@triton.jit
+def _candidate(qg_ptr, s, live, kc, n, J: tl.constexpr, delta, L):
+    """Candidate ``J`` (level ``kc + J - 2``) of values ``s``: (level, is a code, r, q_level)."""
+    k = kc + (J - 2)
+    ok = live & (k >= 0) & (k < L)
+    qk = tl.load(qg_ptr + k, mask=ok, other=0.0)
+    r = 1.0 - tl.abs(qk - s)
+    take = ok & (r > 1.0 - delta)  # never true for delta <= 0 (r <= 1)
+    if J == 4:
+        take = take & (n < 5)
+    return k, take, r, qk
+
+
+@triton.jit
+def _code_tile(qg_ptr, lanes, s, live, q0, delta, L):
+    """Dense codes of a block of values ``s`` at levels ``lanes`` (any lane tile): (BLOCK, lanes),
+    ``r`` where a level is a code of the value, else 0."""
+    kc, n = _nearest(qg_ptr, s, live, q0, delta, L)
+    qrow = tl.load(qg_ptr + lanes, mask=lanes < L, other=0.0)
+    r = 1.0 - tl.abs(qrow[None, :] - s[:, None])
+    take = (tl.abs(lanes[None, :] - kc[:, None]) <= 2) & (lanes[None, :] < L)
+    take = take & live[:, None] & (r > 1.0 - delta)
     take = take & ((lanes[None, :] != kc[:, None] + 2) | (n < 5)[:, None])
-    return take, r
+    return tl.where(take, r, 0.0)
 
 
 @triton.jit
@@ -57,82 +77,84 @@ def _sign(v):
 
 
 @triton.jit
-def _group_levels(q_ptr, d_ptr, g, L, NP: tl.constexpr):
-    """Levels of group g on NP lanes: (lanes, lane mask, levels (NP,), q_0, mask width)."""
-    lanes = tl.arange(0, NP)
-    lm = lanes < L
-    qrow = tl.load(q_ptr + g * L + lanes, mask=lm, other=0.0)
-    return lanes, lm, qrow, tl.load(q_ptr + g * L), tl.load(d_ptr + g)
+def _lane_hits(k, c, lanes):
+    """(BLOCK, lanes) tile holding ``c`` at level ``k`` of every pixel, 0 elsewhere."""
+    return tl.where(k[:, None] == lanes[None, :], c[:, None], 0.0)
 
 
 @triton.jit
-def _pixel_codes(s_ptr, g, offs, P, qg_ptr, lanes, q0, delta, L):
-    """Codes of pixels ``offs`` of group g: (pixel mask, s, take, r)."""
-    m = offs < P
-    s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
-    take, r = _code_tile(qg_ptr, lanes, s, m, q0, delta, L)
-    return m, s, take, r
-
-
-@triton.jit
-def _qco_count_kernel(s_ptr, q_ptr, d_ptr, out_ptr, P, L, nprog, BLOCK: tl.constexpr,
-                      NP: tl.constexpr):
-    """Partial 1-D counts: out[g, j, k] = sum over program j's pixels of E_k(p), float64."""
+def _qco_count_kernel(s_ptr, q_ptr, d_ptr, out_ptr, P, L, nprog, NL, BLOCK: tl.constexpr,
+                      TL: tl.constexpr):
+    """Partial 1-D counts of lane tile program_id(2): out[g, j, k] = sum over program j's
+    pixels of E_k(p), float64."""
     g = tl.program_id(0)
     j = tl.program_id(1)
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
-    acc = tl.zeros([NP], dtype=tl.float64)
+    lanes = tl.program_id(2) * TL + tl.arange(0, TL)
+    qg = q_ptr + g * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + g)
+    acc = tl.zeros([TL], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, q_ptr + g * L, lanes, q0, delta, L)
-        acc += tl.sum(tl.where(take, r.to(tl.float64), 0.0), 0)
-    tl.store(out_ptr + (g * nprog + j) * NP + lanes, acc)
+        m = offs < P
+        s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
+        acc += tl.sum(_code_tile(qg, lanes, s, m, q0, delta, L).to(tl.float64), 0)
+    tl.store(out_ptr + (g * nprog + j) * NL + lanes, acc)
 
 
 @triton.jit
-def _qco_cooc_kernel(s_ptr, q_ptr, d_ptr, out_ptr, h, w, L, nprog, BLOCK: tl.constexpr,
-                     NP: tl.constexpr, TI: tl.constexpr):
-    """Partial co-occurrence with the (+1, +1) neighbour, rows program_id(2) * TI + [0, TI):
-    out[g, j, rows] = sum over program j's pairs of E(p)[rows]^T E(p + w + 1)."""
+def _qco_cooc_kernel(s_ptr, q_ptr, d_ptr, out_ptr, h, w, L, nprog, NT, BLOCK: tl.constexpr,
+                     TL: tl.constexpr):
+    """Partial co-occurrence with the (+1, +1) neighbour, tile program_id(2) = (row tile, column
+    tile) of NT x NT lane tiles: out[g, j, rows, cols] = sum over program j's pairs of
+    E(p)[rows]^T E(p + w + 1)[cols]."""
     g = tl.program_id(0)
     j = tl.program_id(1)
+    rows = (tl.program_id(2) // NT) * TL + tl.arange(0, TL)
+    cols = (tl.program_id(2) % NT) * TL + tl.arange(0, TL)
+    NL = NT * TL
     P = h * w
     wp = w - 1
     npairs = (h - 1) * wp
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
-    rows = tl.program_id(2) * TI + tl.arange(0, TI)
-    acc = tl.zeros([TI, NP], dtype=s_ptr.dtype.element_ty)
+    qg = q_ptr + g * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + g)
+    acc = tl.zeros([TL, TL], dtype=s_ptr.dtype.element_ty)
     for t0 in range(j * BLOCK, npairs, nprog * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
         m = t < npairs
         p = (t // wp) * w + t % wp
         sa = tl.load(s_ptr + g * P + p, mask=m, other=0.0)
         sb = tl.load(s_ptr + g * P + p + w + 1, mask=m, other=0.0)
-        ta, ra = _code_tile(q_ptr + g * L, rows, sa, m, q0, delta, L)
-        tb, rb = _code_tile(q_ptr + g * L, lanes, sb, m, q0, delta, L)
-        acc += tl.dot(tl.trans(tl.where(ta, ra, 0.0)), tl.where(tb, rb, 0.0),
-                      input_precision="ieee")
-    tl.store(out_ptr + ((g * nprog + j) * NP + rows[:, None]) * NP + lanes[None, :], acc)
+        ea = _code_tile(qg, rows, sa, m, q0, delta, L)
+        eb = _code_tile(qg, cols, sb, m, q0, delta, L)
+        acc += tl.dot(tl.trans(ea), eb, input_precision="ieee")
+    tl.store(out_ptr + ((g * nprog + j) * NL + rows[:, None]) * NL + cols[None, :], acc)
 
 
 @triton.jit
-def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog,
-                     COOC: tl.constexpr, BLOCK: tl.constexpr, NP: tl.constexpr,
-                     TK: tl.constexpr):
-    """d loss / d s_p through the codes, and partial d loss / d q_k (float64).
+def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog, NL,
+                     COOC: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr):
+    """d loss / d s_p through the codes (stored by lane tile 0), and the partial d loss / d q_k
+    of lane tile program_id(2) (float64). Reads the five candidate levels of each pixel (and of
+    its two diagonal neighbours with COOC), never a (pixels, L) or (L, L) tile.
 
     ``dc`` = d loss / d counts: (G, L) float64, or (G, L, L) in the dtype of s with COOC.
     """
     g = tl.program_id(0)
     j = tl.program_id(1)
+    lt = tl.program_id(2)
+    lanes = lt * TL + tl.arange(0, TL)
     P = h * w
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, g, L, NP)
-    if not COOC:
-        dcv = tl.load(dc_ptr + g * L + lanes, mask=lm, other=0.0)
-    acc = tl.zeros([NP], dtype=tl.float64)
+    qg = q_ptr + g * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + g)
+    acc = tl.zeros([TL], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, g, offs, P, q_ptr + g * L, lanes, q0, delta, L)
+        m = offs < P
+        s = tl.load(s_ptr + g * P + offs, mask=m, other=0.0)
+        kc, n = _nearest(qg, s, m, q0, delta, L)
         if COOC:
             y = offs // w
             x = offs % w
@@ -140,26 +162,30 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
             sb = tl.load(s_ptr + g * P + offs + w + 1, mask=vb, other=0.0)
             va = m & (y > 0) & (x > 0)  # pairs (p - (1, 1), p): dE_j += E_i dc[i, j]
             sa = tl.load(s_ptr + g * P + offs - w - 1, mask=va, other=0.0)
-            dcg = dc_ptr + g * L * L
-            de = tl.zeros([BLOCK, NP], dtype=s_ptr.dtype.element_ty)
-            for k0 in range(0, NP, TK):  # TK neighbour levels at a time: no N x N tile
-                ks = k0 + tl.arange(0, TK)
-                km = ks < L
-                tb, rb = _code_tile(q_ptr + g * L, ks, sb, vb, q0, delta, L)
-                dcb = tl.load(dcg + lanes[:, None] * L + ks[None, :],
-                              mask=lm[:, None] & km[None, :], other=0.0)  # dc[i, k]
-                de += tl.dot(tl.where(tb, rb, 0.0), tl.trans(dcb), input_precision="ieee")
-                ta, ra = _code_tile(q_ptr + g * L, ks, sa, va, q0, delta, L)
-                dca = tl.load(dcg + ks[:, None] * L + lanes[None, :],
-                              mask=km[:, None] & lm[None, :], other=0.0)  # dc[k, j]
-                de += tl.dot(tl.where(ta, ra, 0.0), dca, input_precision="ieee")
-            de = de.to(tl.float64)
-        else:
-            de = dcv[None, :]
-        contrib = tl.where(take, de * _sign(qrow[None, :] - s[:, None]), 0.0)
-        tl.store(ds_ptr + g * P + offs, tl.sum(contrib, 1).to(ds_ptr.dtype.element_ty), mask=m)
-        acc -= tl.sum(contrib, 0)
-    tl.store(dq_ptr + (g * nprog + j) * NP + lanes, acc)
+            kcb, nb = _nearest(qg, sb, vb, q0, delta, L)
+            kca, na = _nearest(qg, sa, va, q0, delta, L)
+        dsum = tl.zeros([BLOCK], dtype=tl.float64)
+        hits = tl.zeros([BLOCK, TL], dtype=tl.float64)
+        for i in tl.static_range(5):
+            k, take, r, qk = _candidate(qg, s, m, kc, n, i, delta, L)
+            if COOC:
+                dcg = dc_ptr + g * L * L
+                de = tl.zeros([BLOCK], dtype=tl.float64)
+                for jj in tl.static_range(5):
+                    kb, tb, rb, qb = _candidate(qg, sb, vb, kcb, nb, jj, delta, L)
+                    dcb = tl.load(dcg + k * L + kb, mask=take & tb, other=0.0)  # dc[k, kb]
+                    de += (dcb * rb).to(tl.float64)
+                    ka, ta, ra, qa = _candidate(qg, sa, va, kca, na, jj, delta, L)
+                    dca = tl.load(dcg + ka * L + k, mask=take & ta, other=0.0)  # dc[ka, k]
+                    de += (ra * dca).to(tl.float64)
+            else:
+                de = tl.load(dc_ptr + g * L + k, mask=take, other=0.0)
+            c = tl.where(take, de * _sign(qk - s), 0.0)
+            dsum += c
+            hits += _lane_hits(k, c, lanes)
+        tl.store(ds_ptr + g * P + offs, dsum.to(ds_ptr.dtype.element_ty), mask=m & (lt == 0))
+        acc -= tl.sum(hits, 0)
+    tl.store(dq_ptr + (g * nprog + j) * NL + lanes, acc)
 
 
 def _delta(sf: torch.Tensor, levels: torch.Tensor, extrema: torch.Tensor) -> torch.Tensor:
@@ -184,13 +210,13 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
     lo, hi = sf.gather(1, extrema[:, :1]), sf.gather(1, extrema[:, 1:])
     levels = (level_fractions(L, s) * (hi - lo) + lo).contiguous()
     delta = _delta(sf, levels, extrema)
-    NP = np2(L)
-    blk = tile_block(NP)
+    TL, NT = lane_tiles(L)
+    NL, blk = TL * NT, tile_block(TL)
     if not cooc:
         nprog = nprog_for(P, blk)
-        part = torch.empty(G, nprog, NP, dtype=torch.float64, device=s.device)
-        _qco_count_kernel[(G, nprog)](sf, levels, delta, part, P, L, nprog, BLOCK=blk, NP=NP,
-                                      num_warps=tile_warps(NP))
+        part = torch.empty(G, nprog, NL, dtype=torch.float64, device=s.device)
+        _qco_count_kernel[(G, nprog, NT)](sf, levels, delta, part, P, L, nprog, NL, BLOCK=blk,
+                                          TL=TL)
         acc = part.sum(1)[:, :L]
         total = acc.sum(-1, keepdim=True)  # 0 for a constant group: sta = 0/0 = NaN
     else:
@@ -198,11 +224,9 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
         acc = torch.zeros(G, L, L, dtype=torch.float64, device=s.device)
         if npairs > 0:
             nprog = nprog_for(npairs, blk)
-            part = torch.empty(G, nprog, NP, NP, dtype=s.dtype, device=s.device)
-            ti = row_tile(NP)
-            _qco_cooc_kernel[(G, nprog, NP // ti)](sf, levels, delta, part, h, w, L, nprog,
-                                                   BLOCK=blk, NP=NP, TI=ti,
-                                                   num_warps=tile_warps(NP))
+            part = torch.empty(G, nprog, NL, NL, dtype=s.dtype, device=s.device)
+            _qco_cooc_kernel[(G, nprog, NT * NT)](sf, levels, delta, part, h, w, L, nprog, NT,
+                                                  BLOCK=blk, TL=TL)
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
     sta = (acc / total).to(s.dtype).contiguous()
@@ -227,14 +251,13 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     dot = (gs * (cn / total)).sum(-1, keepdim=True)
     dc = torch.where(anyg & ~nan_rows, (gs - dot) / total, 0.0)  # d loss / d counts
     dc = dc.to(s.dtype) if cooc else dc
-    NP = np2(L)
-    blk = tile_block(NP)
+    TL, NT = lane_tiles(L)
+    NL, blk = TL * NT, tile_block(TL)
     nprog = nprog_for(P, blk)
     ds = torch.empty_like(sf)
-    part = torch.empty(G, nprog, NP, dtype=torch.float64, device=s.device)
-    _qco_grad_kernel[(G, nprog)](sf, lv, _delta(sf, lv, extrema), dc.contiguous(), ds, part,
-                                 h, w, L, nprog, COOC=cooc, BLOCK=blk, NP=NP,
-                                 TK=row_tile(NP), num_warps=tile_warps(NP))
+    part = torch.empty(G, nprog, NL, dtype=torch.float64, device=s.device)
+    _qco_grad_kernel[(G, nprog, NT)](sf, lv, _delta(sf, lv, extrema), dc.contiguous(), ds, part,
+                                     h, w, L, nprog, NL, COOC=cooc, BLOCK=blk, TL=TL)
     # levels q_k = frac_k (max - min) + min: their gradient goes to the first extremal pixels
     dq = part.sum(1)[:, :L] + grad_levels.double()
     frac = level_fractions(L, s).double()
@@ -254,67 +277,93 @@ wire("qco", texstat_qco, texstat_qco_backward)
 
 @triton.jit
 def _tem_kernel(f_ptr, s_ptr, q_ptr, d_ptr, out_ptr, C, P, L, BLOCK: tl.constexpr,
-                NP: tl.constexpr, CB: tl.constexpr):
-    """out[b, c, p] = sum_k f[b, c, k] E_k(p): one pixel block, all channels."""
+                CB: tl.constexpr):
+    """out[b, c, p] = sum over the codes k of pixel p of f[b, c, k] E_k(p): one pixel block,
+    all channels, CB at a time."""
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
-    m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
-    e = tl.where(take, r, 0.0)
+    m = offs < P
+    qg = q_ptr + b * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + b)
+    s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+    kc, n = _nearest(qg, s, m, q0, delta, L)
     crow = tl.arange(0, CB)
     for c0 in range(0, C, CB):
         cm = c0 + crow < C
         rows = b * C + c0 + crow
-        ft = tl.load(f_ptr + rows[:, None] * L + lanes[None, :], mask=cm[:, None] & lm[None, :],
-                     other=0.0)
-        o = tl.dot(ft, tl.trans(e), input_precision="ieee")
+        o = tl.zeros([CB, BLOCK], dtype=f_ptr.dtype.element_ty)
+        for i in tl.static_range(5):
+            k, take, r, qk = _candidate(qg, s, m, kc, n, i, delta, L)
+            fk = tl.load(f_ptr + rows[:, None] * L + k[None, :], mask=cm[:, None] & take[None, :],
+                         other=0.0)
+            o += fk * tl.where(take, r, 0.0)[None, :]
         tl.store(out_ptr + rows[:, None] * P + offs[None, :], o, mask=cm[:, None] & m[None, :])
 
 
 @triton.jit
 def _tem_grad_f_kernel(go_ptr, s_ptr, q_ptr, d_ptr, gf_ptr, C, P, L, BLOCK: tl.constexpr,
-                       NP: tl.constexpr, CB: tl.constexpr):
-    """grad f[b, c, k] = sum_p grad_out[b, c, p] E_k(p) for a block of channels (float64 sum)."""
+                       TL: tl.constexpr, CB: tl.constexpr):
+    """grad f[b, c, k] = sum_p grad_out[b, c, p] E_k(p), channels program_id(1) * CB + [0, CB),
+    levels of lane tile program_id(2) (float64 sum)."""
     b = tl.program_id(0)
     crow = tl.program_id(1) * CB + tl.arange(0, CB)
     cm = crow < C
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
-    acc = tl.zeros([CB, NP], dtype=tl.float64)
+    lanes = tl.program_id(2) * TL + tl.arange(0, TL)
+    qg = q_ptr + b * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + b)
+    acc = tl.zeros([CB, TL], dtype=tl.float64)
     for p0 in range(0, P, BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
+        m = offs < P
+        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
         go = tl.load(go_ptr + (b * C + crow[:, None]) * P + offs[None, :],
                      mask=cm[:, None] & m[None, :], other=0.0)
-        acc += tl.dot(go, tl.where(take, r, 0.0), input_precision="ieee").to(tl.float64)
+        e = _code_tile(qg, lanes, s, m, q0, delta, L)
+        acc += tl.dot(go, e, input_precision="ieee").to(tl.float64)
     tl.store(gf_ptr + (b * C + crow[:, None]) * L + lanes[None, :],
-             acc.to(gf_ptr.dtype.element_ty), mask=cm[:, None] & lm[None, :])
+             acc.to(gf_ptr.dtype.element_ty), mask=cm[:, None] & (lanes < L)[None, :])
 
 
 @triton.jit
-def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P, L, nprog,
-                       BLOCK: tl.constexpr, NP: tl.constexpr, CB: tl.constexpr):
-    """grad s_p = sum_k sign(q_k - s_p) (f^T grad_out)[k, p] over codes; partial grad q."""
+def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P, L, nprog, NL,
+                       BLOCK: tl.constexpr, TL: tl.constexpr, CB: tl.constexpr):
+    """grad s_p = sum over the codes k of p of sign(q_k - s_p) (f^T grad_out)[k, p] (stored by
+    lane tile 0); partial grad q of lane tile program_id(2)."""
     b = tl.program_id(0)
     j = tl.program_id(1)
-    lanes, lm, qrow, q0, delta = _group_levels(q_ptr, d_ptr, b, L, NP)
+    lt = tl.program_id(2)
+    lanes = lt * TL + tl.arange(0, TL)
+    qg = q_ptr + b * L
+    q0 = tl.load(qg)
+    delta = tl.load(d_ptr + b)
     crow = tl.arange(0, CB)
-    acc = tl.zeros([NP], dtype=tl.float64)
+    acc = tl.zeros([TL], dtype=tl.float64)
     for p0 in range(j * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
-        m, s, take, r = _pixel_codes(s_ptr, b, offs, P, q_ptr + b * L, lanes, q0, delta, L)
-        gsum = tl.zeros([BLOCK, NP], dtype=s_ptr.dtype.element_ty)
-        for c0 in range(0, C, CB):
-            cm = c0 + crow < C
-            rows = b * C + c0 + crow
-            go = tl.load(go_ptr + rows[None, :] * P + offs[:, None], mask=m[:, None] & cm[None, :],
-                         other=0.0)
-            ft = tl.load(f_ptr + rows[:, None] * L + lanes[None, :],
-                         mask=cm[:, None] & lm[None, :], other=0.0)
-            gsum += tl.dot(go, ft, input_precision="ieee")
-        contrib = tl.where(take, gsum.to(tl.float64) * _sign(qrow[None, :] - s[:, None]), 0.0)
-        tl.store(gs_ptr + b * P + offs, tl.sum(contrib, 1).to(gs_ptr.dtype.element_ty), mask=m)
-        acc -= tl.sum(contrib, 0)
-    tl.store(dq_ptr + (b * nprog + j) * NP + lanes, acc)
+        m = offs < P
+        s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
+        kc, n = _nearest(qg, s, m, q0, delta, L)
+        dsum = tl.zeros([BLOCK], dtype=tl.float64)
+        hits = tl.zeros([BLOCK, TL], dtype=tl.float64)
+        for i in tl.static_range(5):
+            k, take, r, qk = _candidate(qg, s, m, kc, n, i, delta, L)
+            gk = tl.zeros([BLOCK], dtype=s_ptr.dtype.element_ty)  # (f^T grad_out)[k, p]
+            for c0 in range(0, C, CB):
+                cm = c0 + crow < C
+                rows = b * C + c0 + crow
+                go = tl.load(go_ptr + rows[None, :] * P + offs[:, None],
+                             mask=take[:, None] & cm[None, :], other=0.0)
+                fk = tl.load(f_ptr + rows[None, :] * L + k[:, None],
+                             mask=take[:, None] & cm[None, :], other=0.0)
+                gk += tl.sum(go * fk, 1)
+            c = tl.where(take, gk.to(tl.float64) * _sign(qk - s), 0.0)
+            dsum += c
+            hits += _lane_hits(k, c, lanes)
+        tl.store(gs_ptr + b * P + offs, dsum.to(gs_ptr.dtype.element_ty), mask=m & (lt == 0))
+        acc -= tl.sum(hits, 0)
+    tl.store(dq_ptr + (b * nprog + j) * NL + lanes, acc)
 
 
 def _tem_inputs(f, s, levels, delta, op):
@@ -331,11 +380,8 @@ def texstat_qco_tem(f: torch.Tensor, s: torch.Tensor, levels: torch.Tensor,
     f, s, levels, delta = _tem_inputs(f, s, levels, delta, "texstat_qco_tem_triton")
     B, C, L = f.shape
     P = s.shape[1]
-    NP = np2(L)
-    blk = tile_block(NP)
     out = torch.empty(B, C, P, dtype=f.dtype, device=f.device)
-    _tem_kernel[(B, triton.cdiv(P, blk))](f, s, levels, delta, out, C, P, L, BLOCK=blk, NP=NP,
-                                          CB=CB, num_warps=tile_warps(NP))
+    _tem_kernel[(B, triton.cdiv(P, PIX))](f, s, levels, delta, out, C, P, L, BLOCK=PIX, CB=CB)
     return out
 
 
@@ -348,16 +394,16 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
     go = grad_out.to(f.dtype).contiguous()
     B, C, L = f.shape
     P = s.shape[1]
-    NP = np2(L)
-    blk = tile_block(NP)
+    TL, NT = lane_tiles(L)
+    NL, blk = TL * NT, tile_block(TL)
     grad_f = torch.empty_like(f)
-    _tem_grad_f_kernel[(B, triton.cdiv(C, CB))](go, s, levels, delta, grad_f, C, P, L,
-                                                BLOCK=blk, NP=NP, CB=CB, num_warps=tile_warps(NP))
+    _tem_grad_f_kernel[(B, triton.cdiv(C, CB), NT)](go, s, levels, delta, grad_f, C, P, L,
+                                                    BLOCK=blk, TL=TL, CB=CB)
     nprog = nprog_for(P, blk)
     grad_s = torch.empty_like(s)
-    part = torch.empty(B, nprog, NP, dtype=torch.float64, device=f.device)
-    _tem_grad_s_kernel[(B, nprog)](go, f, s, levels, delta, grad_s, part, C, P, L, nprog,
-                                   BLOCK=blk, NP=NP, CB=CB, num_warps=tile_warps(NP))
+    part = torch.empty(B, nprog, NL, dtype=torch.float64, device=f.device)
+    _tem_grad_s_kernel[(B, nprog, NT)](go, f, s, levels, delta, grad_s, part, C, P, L, nprog, NL,
+                                       BLOCK=blk, TL=TL, CB=CB)
     return grad_f, grad_s, part.sum(1)[:, :L].to(f.dtype).contiguous()
 
 
