@@ -515,12 +515,12 @@ def validate(cfg: Config) -> None:
     need(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
     need(o.weight_decay >= 0, "optim.weight_decay", ">= 0", o.weight_decay)
     need(o.power >= 0, "optim.power", ">= 0", o.power)
+    need(cfg.train.iters >= 1, "train.iters", ">= 1", cfg.train.iters)
     need(0 <= o.warmup_iters < cfg.train.iters, "optim.warmup_iters",
          f"in [0, train.iters={cfg.train.iters})", o.warmup_iters)
     need(0 < o.warmup_factor <= 1, "optim.warmup_factor", "in (0, 1]", o.warmup_factor)
     need(o.grad_clip >= 0, "optim.grad_clip", ">= 0 (0 disables)", o.grad_clip)
     t = cfg.train
-    need(t.iters >= 1, "train.iters", ">= 1", t.iters)
     need(t.teacher_iters >= 0, "train.teacher_iters", ">= 0", t.teacher_iters)
     for key in ("eval_every", "ckpt_every", "log_every"):
         need(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))

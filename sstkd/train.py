@@ -14,9 +14,18 @@ teacher (or reuses the one cached under ``$SSTKD_CACHE`` or ``~/.cache/sstkd/tea
 the teacher's config>``), distils the student with the config's preset, trains the same student
 without distillation, evaluates all three and prints a table (``--pipeline --resume`` also
 reuses finished students and continues interrupted ones). Every run writes
-``results.json``, ``metrics.csv``, ``curves.png``, ``latest.pt`` / ``best.pt`` (full training
+``results.json``, ``metrics.csv``, ``curves.png``, ``latest.pt`` (the one full training
 state) and ``final_model.pth`` / ``best_model.pth`` (student weights for
-``python -m sstkd.evaluate``) to its output directory.
+``python -m sstkd.evaluate``) to its output directory; cached teachers keep only
+``final_model.pth``, ``results.json`` (with the config) and the logs, under ``--cache-max-mb``.
+
+An output directory that already holds a run is refused unless ``--resume`` (continue it) or
+``--overwrite`` (replace it) is given; a run locks its directory while it writes. On
+``--resume``, changed ``train.iters`` / ``optim.lr`` (and the other keys of
+``sstkd.engine.CHANGEABLE_ON_RESUME``) take effect from the next step, the poly schedule
+continuing from the saved step; other changed settings are refused, naming each key.
+SIGTERM writes a checkpoint and exits with status 143. User errors exit with status 2 and one
+line.
 """
 
 from __future__ import annotations
@@ -35,8 +44,30 @@ from typing import Any
 import torch
 
 from .config import Config, check_config_paths, config_from_dict, load_config
-from .engine import NonFiniteLossError, barrier, cleanup, init_distributed, is_main, world_size
-from .engine.trainer import FINAL_MODEL, build_datasets, load_teacher, train, write_results
+from .engine import (
+    LATEST,
+    DiskFullError,
+    NonFiniteLossError,
+    RunLock,
+    TrainingStopped,
+    barrier,
+    cleanup,
+    evict_lru,
+    folder_mb,
+    init_distributed,
+    is_main,
+    refuse_existing_run,
+    world_size,
+)
+from .engine.run_files import touch
+from .engine.trainer import (
+    BEST_MODEL,
+    FINAL_MODEL,
+    build_datasets,
+    load_teacher,
+    train,
+    write_results,
+)
 from .evaluate import evaluate
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "synthetic_default.yaml"
@@ -59,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None, help="local ImageNet backbone for the student")
     p.add_argument("--output-dir", default=None, help="train.output_dir")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="continue from CKPT (default: <output-dir>/latest.pt)")
+                   help="continue from CKPT (default: <output-dir>/latest.pt); 'best': restart "
+                        "from <output-dir>/best_model.pth's weights (fresh optimizer state)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --output-dir (refused otherwise)")
     p.add_argument("--pipeline", action="store_true",
                    help="train/reuse the teacher, then the distilled and the baseline student")
     p.add_argument("--cache-dir", default=os.environ.get("SSTKD_CACHE",
@@ -68,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
                         "~/.cache/sstkd)")
     p.add_argument("--no-cache", action="store_true", help="--pipeline: always train the "
                    "teacher, in <output-dir>/teacher")
+    p.add_argument("--cache-max-mb", type=float, default=2000.0,
+                   help="--pipeline: keep the teacher cache under this size, evicting the least "
+                        "recently used teachers (default: 2000)")
+    p.add_argument("--clear-cache", action="store_true",
+                   help="delete the cached teachers (those no run is using) and exit")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: cores / processes - 1, or $OMP_NUM_THREADS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,9 +139,13 @@ def derive(cfg: Config, preset: str | None = None, **changes: Any) -> Config:
 def _resume_path(cfg: Config, resume: str | None) -> Path | None:
     if resume is None:
         return None
-    path = Path(cfg.train.output_dir) / "latest.pt" if resume == "auto" else Path(resume)
+    out = Path(cfg.train.output_dir)
+    path = {"auto": out / LATEST, "best": out / BEST_MODEL}.get(resume, Path(resume))
     if not path.is_file():
-        raise ValueError(f"train: --resume expected a checkpoint at {str(path)!r}; none found")
+        hint = (f"; {BEST_MODEL} exists: --resume best restarts from its weights"
+                if resume == "auto" and (out / BEST_MODEL).is_file() else "")
+        raise ValueError(f"train: --resume expected a checkpoint at {str(path)!r}; none "
+                         f"found{hint}")
     return path
 
 
@@ -125,17 +168,19 @@ def _finished(out_dir: Path, steps: int) -> dict[str, Any] | None:
 
 
 def _stage(cfg: Config, name: str, args: argparse.Namespace, device: torch.device,
-           reuse: bool) -> dict[str, Any]:
+           reuse: bool, cached: bool = False) -> dict[str, Any]:
     """Train one pipeline stage; with ``reuse``, return its finished result instead; with
-    ``--resume``, continue a partial one."""
+    ``--resume``, continue a partial one. A ``cached`` stage (the teacher cache) keeps only its
+    weights, config and results, and replaces a partial entry unless resuming."""
     out = Path(cfg.train.output_dir)
     done = _finished(out, cfg.train.iters) if reuse else None
     if done is not None:
         if is_main():
             print(f"sstkd.train: {name}: reusing the finished run in {out}", flush=True)
         return dict(done, name=name, reused=True)
-    resume = out / "latest.pt" if args.resume and (out / "latest.pt").is_file() else None
-    return train(cfg, device, resume, progress=not args.no_progress, name=name)
+    resume = out / LATEST if args.resume and (out / LATEST).is_file() else None
+    return train(cfg, device, resume, progress=not args.no_progress, name=name,
+                 overwrite=bool(args.overwrite or args.resume or cached), keep_state=not cached)
 
 
 def _external_teacher(cfg: Config, device: torch.device) -> dict[str, Any]:
@@ -152,9 +197,25 @@ def _external_teacher(cfg: Config, device: torch.device) -> dict[str, Any]:
 def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
                  ) -> dict[str, Any]:
     """Teacher (trained, cached or given) -> distilled student -> baseline student -> table."""
+    out = Path(cfg.train.output_dir)
+    if not (args.resume or args.overwrite):
+        for d in [out, *sorted(out.glob("student_*")), out / "teacher"]:
+            refuse_existing_run(d)
+    lock = RunLock(out)
+    if is_main():
+        lock.acquire()
+    try:
+        return _run_pipeline(cfg, args, device)
+    finally:
+        lock.release()
+
+
+def _run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
+                  ) -> dict[str, Any]:
     t0 = time.time()
     out = Path(cfg.train.output_dir)
     runs = []
+    cache_mb = None
     if cfg.model.teacher_checkpoint is not None:
         check_config_paths(cfg)
         runs.append(_external_teacher(cfg, device))
@@ -171,11 +232,16 @@ def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
         if not args.no_cache and is_main():
             print(f"sstkd.train: teacher cache: {tdir}", flush=True)
         runs.append(_stage(tcfg, "teacher", args, device,
-                           bool(not args.no_cache or args.resume)))
+                           bool(not args.no_cache or args.resume), cached=not args.no_cache))
         teacher_ckpt = str(tdir / FINAL_MODEL)
         if not args.no_cache and is_main():  # a copy beside the students, for convenience
             (out / "teacher").mkdir(parents=True, exist_ok=True)
             shutil.copy2(tdir / "results.json", out / "teacher" / "results.json")
+            touch(tdir)
+            for gone in evict_lru(tdir.parent, args.cache_max_mb, keep=tdir):
+                print(f"sstkd.train: teacher cache over {args.cache_max_mb:g} MB: evicted {gone}",
+                      flush=True)
+            cache_mb = folder_mb(tdir.parent)
     barrier()
     preset = cfg.distill.preset
     scfg = derive(cfg, model__teacher_checkpoint=teacher_ckpt,
@@ -189,23 +255,26 @@ def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
     summary = {"runs": runs, "total_wall_time_s": round(time.time() - t0, 1),
                "config": cfg.to_dict()}
     if is_main():
+        summary["disk_mb"] = folder_mb(out)
+        summary["teacher_cache_mb"] = cache_mb
         write_results(out / "results.json", summary)
         print(format_runs(runs))
-        print(f"\nsstkd.train: finished in {summary['total_wall_time_s']:.0f} s; outputs in "
-              f"{out}/ (results.json, and per run: metrics.csv, curves.png, final_model.pth)",
-              flush=True)
+        cache = f"; teacher cache {cache_mb:g} MB" if cache_mb is not None else ""
+        print(f"\nsstkd.train: finished in {summary['total_wall_time_s']:.0f} s; wrote "
+              f"{summary['disk_mb']:g} MB to {out}/{cache} (results.json, and per run: "
+              "metrics.csv, curves.png, final_model.pth, best_model.pth, latest.pt)", flush=True)
     return summary
 
 
 def format_runs(runs: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of runs: name, model, preset, mIoU, steps, wall time."""
-    lines = ["| run | model | preset | mIoU (%) | steps | wall time (s) |",
-             "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines = ["| run | model | preset | mIoU (%) | steps | wall time (s) | disk (MB) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in runs:
         miou = r.get("miou")
         lines.append(f"| {r['name']}{' (cached)' if r.get('reused') else ''} | {r['model']} | "
                      f"{r['preset']} | {'n/a' if miou is None else f'{100 * miou:.2f}'} | "
-                     f"{r.get('steps')} | {r.get('wall_time_s')} |")
+                     f"{r.get('steps')} | {r.get('wall_time_s')} | {r.get('disk_mb', 'n/a')} |")
     return "\n".join(lines)
 
 
@@ -221,6 +290,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _parser().parse_args(argv)
     if not argv:
         args.pipeline = True
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"train: --threads expected an int >= 1, got {args.threads}")
+    if args.resume is not None and args.overwrite:
+        raise ValueError("train: --resume continues the run in --output-dir and --overwrite "
+                         "replaces it; pass one of them")
+    if args.clear_cache:
+        root = Path(args.cache_dir).expanduser() / "teachers"
+        before = folder_mb(root) if root.is_dir() else 0.0
+        gone = evict_lru(root, 0.0)
+        print(f"sstkd.train: cleared {len(gone)} cached teacher(s) from {root} "
+              f"({before - (folder_mb(root) if root.is_dir() else 0.0):.1f} MB freed)")
+        return {"runs": [], "cleared": [str(g) for g in gone]}
     path = args.config if args.config is not None else DEFAULT_CONFIG
     if args.config is None and not DEFAULT_CONFIG.is_file():
         raise ValueError(f"train: the default config {str(DEFAULT_CONFIG)!r} is missing; pass "
@@ -238,10 +319,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             return run_pipeline(cfg, args, device)
         cfg = load_config(path, _overrides(args), check_paths=True)
         result = train(cfg, device, _resume_path(cfg, args.resume),
-                       progress=not args.no_progress, name=f"student_{cfg.distill.preset}")
+                       progress=not args.no_progress, name=f"student_{cfg.distill.preset}",
+                       overwrite=args.overwrite, from_weights=args.resume == "best")
         if is_main():
             print(format_runs([result]))
-            print(f"sstkd.train: outputs in {cfg.train.output_dir}/", flush=True)
+            print(f"sstkd.train: wrote {result.get('disk_mb')} MB to {cfg.train.output_dir}/",
+                  flush=True)
         return {"runs": [result]}
     finally:  # leave the process as it was (matters when main() is called from Python)
         torch.set_num_threads(threads)
@@ -249,11 +332,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         cleanup()
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a DataLoader worker's copy: its last line)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if any(ln.startswith("Original Traceback") for ln in lines):
+        lines = lines[-1:]
+    return " ".join(lines) or type(exc).__name__
+
+
 def _cli() -> int:
     try:
         main()
-    except (ValueError, NonFiniteLossError) as e:
-        print(f"sstkd.train: error: {e}", file=sys.stderr)
+    except TrainingStopped as e:
+        print(f"sstkd.train: {one_line(e)}", file=sys.stderr)
+        return 128 + e.signum
+    except (ValueError, NonFiniteLossError, DiskFullError) as e:
+        print(f"sstkd.train: error: {one_line(e)}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1
     return 0
 

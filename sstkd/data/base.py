@@ -15,6 +15,26 @@ from .transforms import IGNORE_INDEX, build_eval_transform, to_tensor
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple]
 
 
+class DataError(ValueError):
+    """A dataset file that cannot be read (truncated, corrupt, not an image); names the file
+    and the sample index.
+
+    Built either as ``DataError(dataset, kind, path, index, cause)`` or, as DataLoader workers
+    re-raise it, from its message alone.
+    """
+
+    def __init__(self, dataset: str, kind: str = "", path: str | Path = "", index: int = -1,
+                 cause: BaseException | None = None):
+        if not kind:  # re-raised from a DataLoader worker with the formatted message
+            super().__init__(dataset)
+            return
+        reason = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() \
+            else type(cause).__name__
+        super().__init__(f"{dataset}: cannot read {kind} file {str(path)!r} (sample {index}): "
+                         f"{reason}")
+        self.path, self.index = Path(path), index
+
+
 def check_root(root: str | Path | None, dataset: str, expected: str) -> Path:
     """``root`` as a Path, or ``FileNotFoundError`` saying which layout was expected."""
     if root is None:
@@ -91,13 +111,21 @@ class SegmentationDataset(Dataset):
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Read sample ``index`` without transforms: uint8 ``(H, W, 3)``, int64 ``(H, W)``."""
         img_path, lab_path = self.samples[index]
-        with Image.open(img_path) as im:
-            image = np.asarray(im.convert("RGB"))
-        with Image.open(lab_path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(f"{self.name}: label file {str(lab_path)!r} must be a "
-                                 f"single-channel image, got mode {im.mode!r}")
-            label = np.asarray(im).astype(np.int64)
+        try:
+            with Image.open(img_path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt / not an image
+            raise DataError(self.name, "image", img_path, index, exc) from None
+        try:
+            with Image.open(lab_path) as im:
+                mode = im.mode
+                label = np.asarray(im).astype(np.int64) if mode in ("L", "P", "I", "I;16") \
+                    else None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(self.name, "label", lab_path, index, exc) from None
+        if label is None:
+            raise ValueError(f"{self.name}: label file {str(lab_path)!r} must be a "
+                             f"single-channel image, got mode {mode!r}")
         if image.shape[:2] != label.shape:
             raise ValueError(f"{self.name}: image {str(img_path)!r} is {image.shape[1]}x"
                              f"{image.shape[0]} (WxH) but its label {str(lab_path)!r} is "

@@ -38,6 +38,19 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int]
     return img, lab.astype(np.int64)
 
 
+class FixedResize:
+    """Resize image (bilinear) and label (nearest) to ``size`` = (H, W) before other transforms."""
+
+    def __init__(self, size: int | Sequence[int]):
+        self.size = _pair(size, "FixedResize.size")
+
+    def __call__(self, image, label, rng):
+        return resize_pair(image, label, self.size)
+
+    def __repr__(self) -> str:
+        return f"FixedResize({self.size})"
+
+
 class Compose:
     """Apply transforms in order, sharing one generator."""
 

@@ -22,27 +22,45 @@ from .distributed import (
     rank,
     world_size,
 )
-from .guards import NonFiniteLossError, check_finite
+from .guards import NonFiniteLossError, TrainingStopped, check_finite
 from .logging import CSVLogger, MetricLogger, plot_curves, read_csv
+from .resume import CHANGEABLE_ON_RESUME, check_resume, config_differences, read_training_state
+from .run_files import (
+    DiskFullError,
+    RunLock,
+    clean_stale_temporaries,
+    evict_lru,
+    folder_mb,
+    refuse_existing_run,
+)
 from .schedule import PolyLambda, PolyLR, poly_factor
 
 __all__ = [
     "BEST",
+    "CHANGEABLE_ON_RESUME",
     "LATEST",
     "CSVLogger",
     "CheckpointManager",
+    "DiskFullError",
     "MetricLogger",
     "NonFiniteLossError",
     "PolyLR",
     "PolyLambda",
+    "RunLock",
+    "TrainingStopped",
     "all_reduce_mean",
     "atomic_copy",
     "atomic_save",
     "barrier",
     "capture_rng_state",
     "check_finite",
+    "check_resume",
+    "clean_stale_temporaries",
     "cleanup",
+    "config_differences",
     "convert_sync_bn",
+    "evict_lru",
+    "folder_mb",
     "init_distributed",
     "is_distributed",
     "is_main",
@@ -52,6 +70,8 @@ __all__ = [
     "poly_factor",
     "rank",
     "read_csv",
+    "read_training_state",
+    "refuse_existing_run",
     "restore_rng_state",
     "world_size",
 ]

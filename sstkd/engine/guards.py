@@ -56,3 +56,18 @@ def check_finite(terms: Mapping[str, torch.Tensor | float], step: int,
         if not all(math.isfinite(x) for x in vals):
             bad[k] = vals[0] if len(vals) == 1 else vals
     raise NonFiniteLossError(step, bad, checkpoint)
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped on a signal (SIGTERM) after writing a checkpoint to resume from.
+
+    Attributes:
+        step: the last completed step (the checkpoint's).
+        signum: the signal received.
+    """
+
+    def __init__(self, step: int, signum: int, checkpoint: str | Path | None):
+        self.step, self.signum = step, signum
+        where = f"; checkpoint {str(checkpoint)!r} written" if checkpoint is not None else ""
+        super().__init__(f"stopped by signal {signum} after step {step}{where}; continue with "
+                         "--resume")

@@ -17,7 +17,10 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from tqdm import tqdm
 
 from ..config import Config, DistillConfig
 from ..data import Compose, build_dataset, build_eval_transform, build_train_transform
-from ..data.transforms import resize_pair
+from ..data.transforms import FixedResize
 from ..distill import LOSS_TERMS, Distiller
 from ..evaluate import evaluate
 from ..models import build_model, load_checkpoint, save_checkpoint
@@ -38,8 +41,17 @@ from .checkpoint_io import CheckpointManager, capture_rng_state, restore_rng_sta
 from .distributed import all_reduce_mean, barrier, convert_sync_bn, is_distributed, is_main
 from .distributed import rank as get_rank
 from .distributed import world_size as get_world_size
-from .guards import check_finite
+from .guards import TrainingStopped, check_finite
 from .logging import MetricLogger, plot_curves
+from .resume import check_resume, read_training_state
+from .run_files import (
+    RunLock,
+    clean_stale_temporaries,
+    disk_full_guard,
+    folder_mb,
+    refuse_existing_run,
+    remove_run_files,
+)
 from .schedule import PolyLR
 
 FINAL_MODEL = "final_model.pth"  # student weights only, readable by `python -m sstkd.evaluate`
@@ -47,16 +59,6 @@ BEST_MODEL = "best_model.pth"
 
 
 # --------------------------------------------------------------------------- data
-
-
-class FixedResize:
-    """Resize image (bilinear) and label (nearest) to ``size`` = (H, W) before other transforms."""
-
-    def __init__(self, size: tuple[int, int]):
-        self.size = (int(size[0]), int(size[1]))
-
-    def __call__(self, image, label, rng):
-        return resize_pair(image, label, self.size)
 
 
 def build_datasets(cfg: Config) -> tuple[Dataset, Dataset]:
@@ -160,27 +162,86 @@ def load_teacher(cfg: Config, device: torch.device) -> nn.Module:
 
 
 def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | None = None,
-          progress: bool = True, name: str = "train") -> dict[str, Any]:
+          progress: bool = True, name: str = "train", overwrite: bool = False,
+          from_weights: bool = False, keep_state: bool = True) -> dict[str, Any]:
     """Train one student as configured; write checkpoints, logs, curves and ``results.json``.
+
+    The output folder is locked while the run writes to it (a second writer gets a
+    ``ValueError``); temporaries left by a killed writer are deleted first. SIGTERM writes a
+    checkpoint and raises :class:`TrainingStopped`.
 
     Args:
         cfg: resolved config (paths already checked by the caller).
         device: this process's device (``sstkd.engine.init_distributed()``).
-        resume: a checkpoint to continue from (``latest.pt`` of an earlier run).
+        resume: a checkpoint to continue from (``latest.pt`` of an earlier run); settings that
+            changed since are checked by :func:`~sstkd.engine.resume.check_resume` and the LR
+            schedule is rebuilt from ``cfg`` at the saved step.
         progress: show the tqdm bar (rank 0 only).
         name: label of the run in the progress bar and the results.
+        overwrite: replace an earlier run in the output folder (otherwise refused unless
+            resuming).
+        from_weights: ``resume`` is a weights-only export (``best_model.pth``): the student
+            restarts from it at its step; optimizer state, adapters and RNG start fresh.
+        keep_state: keep ``latest.pt`` and ``best_model.pth`` when done (``False`` for the
+            teacher cache: weights, config and results only).
 
     Returns:
         the run's result dict (also written to ``<output_dir>/results.json`` on rank 0):
         ``name, model, preset, weights, miou, best_miou, pixel_acc, iou {class: IoU}, steps,
-        wall_time_s, output_dir, checkpoint``.
+        train_time_s (summed over resumes), wall_time_s, output_dir, checkpoint, disk_mb``.
 
     Raises:
         NonFiniteLossError: a loss term became NaN/Inf (the last good checkpoint is kept).
-        ValueError: bad configuration discovered while building the run.
+        TrainingStopped: SIGTERM was received (a checkpoint was written first).
+        DiskFullError: the disk filled up (the previous checkpoint is kept).
+        ValueError: bad configuration or output folder, unusable resume source.
     """
+    out_dir = Path(cfg.train.output_dir)
+    if resume is None and not overwrite:
+        refuse_existing_run(out_dir)
+    elif out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"train: output folder {str(out_dir)!r} is a file, expected a folder")
+    lock = RunLock(out_dir)
+    error = None
+    if is_main():
+        try:
+            lock.acquire()
+        except ValueError as exc:
+            error = exc
+    if not bool(all_reduce_mean(torch.tensor([float(error is None)])).item() == 1.0):
+        raise error or ValueError(f"train: output folder {str(out_dir)!r} is locked by another "
+                                  "run (seen by rank 0)")
+    try:
+        if is_main():
+            clean_stale_temporaries(out_dir)
+            if resume is None:
+                remove_run_files(out_dir)
+        return _train(cfg, torch.device(device), resume, progress, name, from_weights,
+                      keep_state)
+    finally:
+        lock.release()
+
+
+def _warn_small_images(cfg: Config, train_ds: Dataset) -> None:
+    """Warn once when the crop is larger than the (resized) training images."""
+    d = cfg.data
+    if d.resize is not None:
+        size = tuple(d.resize)
+    elif d.dataset == "synthetic":
+        size = (d.image_size, d.image_size)
+    elif hasattr(train_ds, "load_raw") and len(train_ds):
+        size = tuple(train_ds.load_raw(0)[1].shape)
+    else:
+        return
+    if d.crop_size[0] > size[0] or d.crop_size[1] > size[1]:
+        warnings.warn(f"train: data.crop_size {list(d.crop_size)} is larger than the training "
+                      f"images ({size[0]}x{size[1]}, HxW): crops are padded with "
+                      "ignore_index", stacklevel=3)
+
+
+def _train(cfg: Config, device: torch.device, resume: str | Path | None, progress: bool,
+           name: str, from_weights: bool, keep_state: bool) -> dict[str, Any]:
     t_start = time.time()
-    device = torch.device(device)
     out_dir = Path(cfg.train.output_dir)
     ws, rk = get_world_size(), get_rank()
     if cfg.data.batch_size % ws:
@@ -198,11 +259,22 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
         torch.backends.cudnn.benchmark = True
 
     train_ds, val_ds = build_datasets(cfg)
+    if is_main():
+        _warn_small_images(cfg, train_ds)
     sampler = EpochSampler(len(train_ds), ws, rk, seed)
     steps_per_epoch = (len(train_ds) // ws) // per_rank
     if steps_per_epoch < 1:
         raise ValueError(f"train: {len(train_ds)} training samples are fewer than one batch of "
                          f"{cfg.data.batch_size}")
+    state = None
+    if resume is not None and not from_weights:  # checked before building anything
+        state = read_training_state(resume)
+        changed = check_resume(resume, state["config"], cfg.to_dict(), int(state["step"]))
+        changed = [c for c in changed if not c[0].startswith(("train.output_dir", "eval."))]
+        if changed and is_main():
+            print("sstkd.train: resuming with changed settings (effective from step "
+                  f"{int(state['step']) + 1}): " +
+                  "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed), flush=True)
 
     torch.manual_seed(seed)  # identical initial weights on every rank
     student = build_model(cfg.model.student, cfg.data.num_classes, cfg.model.output_stride,
@@ -222,28 +294,47 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
     params = [p for p in distiller.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum,
                                 weight_decay=o.weight_decay, nesterov=o.nesterov)
-    scheduler = PolyLR(optimizer, cfg.train.iters, o.power, o.warmup_iters, o.warmup_factor)
     use_amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     model: nn.Module = distiller
-    if is_distributed():
-        model = nn.parallel.DistributedDataParallel(
-            distiller, device_ids=[device.index] if device.type == "cuda" else None)
 
     ckpt = CheckpointManager(out_dir, enabled=is_main())
-    start, best = 0, -math.inf
+    start, best, prior_time = 0, -math.inf, 0.0
     loader_gen = torch.Generator()
-    if resume is not None:
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        distiller.load_state_dict(state["distiller"])
-        distiller.load_extra_state(state.get("extra", {}))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+    if state is not None:
+        try:
+            distiller.load_state_dict(state["distiller"])
+            distiller.load_extra_state(state.get("extra", {}))
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ValueError(f"train: cannot resume from {str(resume)!r}: its weights do not fit "
+                             f"the configured model ({first})") from None
         start, best = int(state["step"]), float(state["best_miou"])
+        prior_time = float(state.get("train_time_s", 0.0))
         restore_rng_state(state["rng"][rk] if rk < len(state["rng"]) else state["rng"][0])
         if is_main():
             print(f"sstkd.train: resumed from {str(resume)!r} at step {start}", flush=True)
+    elif resume is not None:  # from_weights: best_model.pth
+        _, info = load_checkpoint(resume, model=distiller.student)
+        start = int(info.get("step") or 0)
+        best = float(info["miou"]) if info.get("miou") is not None else -math.inf
+        if start >= cfg.train.iters:
+            raise ValueError(f"train: cannot restart from {str(resume)!r} at step {start} with "
+                             f"train.iters={cfg.train.iters}: train.iters must be greater")
+        if is_main():
+            print(f"sstkd.train: restarting from the student weights of {str(resume)!r} at step "
+                  f"{start} (optimizer state, adapters and RNG start fresh)", flush=True)
+    del state
+    # the schedule always follows the current config, continued at the saved step
+    for group in optimizer.param_groups:
+        group["initial_lr"] = o.lr
+    scheduler = PolyLR(optimizer, cfg.train.iters, o.power, o.warmup_iters, o.warmup_factor,
+                       last_epoch=start - 1)
+    if is_distributed():
+        model = nn.parallel.DistributedDataParallel(
+            distiller, device_ids=[device.index] if device.type == "cuda" else None)
     logger = MetricLogger(out_dir, resume_step=start if resume is not None else None,
                           enabled=is_main(), tensorboard=cfg.train.tensorboard)
     if is_main():
@@ -268,68 +359,94 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
         distiller.train()
         return res
 
+    def train_time() -> float:
+        return prior_time + time.time() - t_start
+
     def save(step: int, is_best: bool) -> None:
         rng = [capture_rng_state()]
         if is_distributed():
             gathered: list[Any] = [None] * ws
             torch.distributed.all_gather_object(gathered, rng[0])
             rng = gathered
-        ckpt.save({"step": step, "best_miou": best, "distiller": distiller.state_dict(),
-                   "extra": distiller.extra_state(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                   "rng": rng, "config": cfg.to_dict()}, is_best=is_best)
-        if is_best and is_main():
-            _export(distiller.student, out_dir / BEST_MODEL, step=step, miou=best)
+        if not is_main():
+            return
+        kept = ckpt.latest_path if ckpt.latest_path.is_file() else None
+        with disk_full_guard(ckpt.latest_path, kept):
+            ckpt.save({"step": step, "best_miou": best, "distiller": distiller.state_dict(),
+                       "extra": distiller.extra_state(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                       "rng": rng, "config": cfg.to_dict(), "train_time_s": train_time()})
+        if is_best:
+            with disk_full_guard(out_dir / BEST_MODEL, ckpt.latest_path):
+                _export(distiller.student, out_dir / BEST_MODEL, step=step, miou=best)
 
-    distiller.train()
-    bar = tqdm(total=cfg.train.iters, initial=start, desc=name, dynamic_ncols=True,
-               disable=not (progress and is_main()))
-    data = batches(start)
-    t_loop, n_imgs = time.time(), 0
-    for step in range(start + 1, cfg.train.iters + 1):
-        image, target = next(data)
-        image = image.to(device, non_blocking=True)
-        target = target.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            t_out = None
-            if teacher is not None:
-                with torch.no_grad():
-                    t_out = teacher(image, return_features=True)
-            loss, terms, s_out = model(image, target, t_out)
-        names = list(terms)
-        reduced = all_reduce_mean(torch.stack([terms[k].detach().float() for k in names]))
-        logged = dict(zip(names, reduced.tolist(), strict=True))
-        check_finite(logged, step, ckpt.latest_path if ckpt.latest_path.is_file() else None)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if o.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        critic = distiller.critic_step(image, s_out, t_out) if t_out is not None else {}
-        n_imgs += image.shape[0] * ws
-        ips = n_imgs / max(time.time() - t_loop, 1e-9)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()} | {"img/s": f"{ips:.1f}"},
-                        refresh=False)
-        if cfg.train.log_every and (step % cfg.train.log_every == 0 or step == cfg.train.iters):
-            row = {f"loss/{k}": v for k, v in logged.items()} | {"lr": lr, "img_per_s": ips}
-            row |= {f"critic/{k}": float(v) for k, v in critic.items()}
-            logger.log(step, row)
-        is_best = False
-        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.iters:
-            res = run_eval(cfg.eval.max_images or None)
-            logger.log(step, {"val/miou": res["miou"]})
-            bar.write(f"[{name}] step {step}: val mIoU {100 * res['miou']:.2f}")
-            is_best = res["miou"] > best
-            best = max(best, res["miou"])
-        if is_best or (cfg.train.ckpt_every and step % cfg.train.ckpt_every == 0):
-            save(step, is_best)
-    bar.close()
-    train_time = time.time() - t_start
+    stop: dict[str, int] = {}
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGTERM, lambda signum, _: stop.setdefault(
+        "signum", signum)) if on_main_thread else None
+    try:
+        distiller.train()
+        bar = tqdm(total=cfg.train.iters, initial=start, desc=name, dynamic_ncols=True,
+                   disable=not (progress and is_main()))
+        data = batches(start)
+        t_loop, n_imgs = time.time(), 0
+        for step in range(start + 1, cfg.train.iters + 1):
+            image, target = next(data)
+            image = image.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                t_out = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_out = teacher(image, return_features=True)
+                loss, terms, s_out = model(image, target, t_out)
+            names = list(terms)
+            stopping = float("signum" in stop)
+            reduced = all_reduce_mean(torch.stack([terms[k].detach().float() for k in names] +
+                                                  [torch.tensor(stopping, device=loss.device)]))
+            logged = dict(zip(names, reduced[:-1].tolist(), strict=True))
+            check_finite(logged, step, ckpt.latest_path if ckpt.latest_path.is_file() else None)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if o.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            critic = distiller.critic_step(image, s_out, t_out) if t_out is not None else {}
+            n_imgs += image.shape[0] * ws
+            ips = n_imgs / max(time.time() - t_loop, 1e-9)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()} | {"img/s": f"{ips:.1f}"},
+                            refresh=False)
+            if cfg.train.log_every and (step % cfg.train.log_every == 0 or
+                                        step == cfg.train.iters):
+                row = {f"loss/{k}": v for k, v in logged.items()} | {"lr": lr, "img_per_s": ips}
+                row |= {f"critic/{k}": float(v) for k, v in critic.items()}
+                logger.log(step, row)
+            is_best = False
+            if cfg.train.eval_every and step % cfg.train.eval_every == 0 and \
+                    step < cfg.train.iters:
+                res = run_eval(cfg.eval.max_images or None)
+                logger.log(step, {"val/miou": res["miou"]})
+                bar.write(f"[{name}] step {step}: val mIoU {100 * res['miou']:.2f}")
+                is_best = res["miou"] > best
+                best = max(best, res["miou"])
+            if reduced[-1].item() > 0:  # a rank got SIGTERM: every rank checkpoints and stops
+                save(step, is_best)
+                bar.close()
+                logger.close()
+                raise TrainingStopped(step, stop.get("signum", signal.SIGTERM),
+                                      ckpt.latest_path if is_main() else None)
+            if is_best or (cfg.train.ckpt_every and step % cfg.train.ckpt_every == 0):
+                save(step, is_best)
+        bar.close()
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, old_handler)
+    train_s = train_time()
     res = run_eval(None)  # the final model on the whole validation split
     logger.log(cfg.train.iters, {"val/miou": res["miou"]})
     is_best = res["miou"] > best
@@ -342,13 +459,19 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
         "miou": res["miou"], "best_miou": best, "pixel_acc": res["pixel_acc"],
         "iou": dict(zip(res["class_names"], res["iou"], strict=True)),
         "steps": cfg.train.iters, "seed": seed, "world_size": ws,
-        "train_time_s": round(train_time, 1), "wall_time_s": round(time.time() - t_start, 1),
+        "train_time_s": round(train_s, 1), "wall_time_s": round(time.time() - t_start, 1),
         "output_dir": str(out_dir), "checkpoint": str(out_dir / FINAL_MODEL),
     }
     if is_main():
-        _export(distiller.student, out_dir / FINAL_MODEL, step=cfg.train.iters, miou=res["miou"])
+        with disk_full_guard(out_dir / FINAL_MODEL, ckpt.latest_path):
+            _export(distiller.student, out_dir / FINAL_MODEL, step=cfg.train.iters,
+                    miou=res["miou"])
         plot_curves(logger.csv_path, out_dir / "curves.png")
-        write_results(out_dir / "results.json", {"runs": [result]})
+        if not keep_state:  # a cache entry: final weights, config and results only
+            for f in (ckpt.latest_path, out_dir / BEST_MODEL):
+                f.unlink(missing_ok=True)
+        result["disk_mb"] = folder_mb(out_dir)
+        write_results(out_dir / "results.json", {"runs": [result], "config": cfg.to_dict()})
     barrier()
     return result
 
@@ -356,8 +479,12 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
 def _export(student: nn.Module, path: Path, **extra: Any) -> None:
     """Student weights only (adapters and critic dropped), written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    save_checkpoint(tmp, student, **extra)
-    os.replace(tmp, path)
+    try:
+        save_checkpoint(tmp, student, **extra)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
