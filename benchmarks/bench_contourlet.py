@@ -47,6 +47,10 @@ def bench_case(shape, nlevs, device, backends, reps, with_compile):
     x = torch.randn(shape, device=device)
     ref = _outputs(x, "reference", nlevs)
     cots = [torch.randn_like(t) for t in ref]
+    # bytes a fused forward must move: read x, write every output (the backward: the reverse)
+    nbytes = x.numel() * x.element_size() + sum(t.numel() * t.element_size() for t in ref)
+    copy_ms = time_fn(lambda: x.clone(), warmup=1, reps=reps, device=device)["median_ms"]
+    copy_gbps = 2 * x.numel() * x.element_size() / copy_ms / 1e6
     variants = []
     for b in backends:
         err = 0.0 if b == "reference" else _check(x, b, nlevs, ref)
@@ -79,11 +83,14 @@ def bench_case(shape, nlevs, device, backends, reps, with_compile):
 
         for mode, fn in (("forward", fwd), ("backward", bwd), ("forward+backward", fwd_bwd)):
             t = time_fn(fn, warmup=1, reps=reps, device=device)
+            gbps = (1 if mode != "forward+backward" else 2) * nbytes / t["median_ms"] / 1e6
             rows.append({"op": "pdfb_dec", "shape": "x".join(map(str, shape)),
                          "nlevs": "-".join(map(str, nlevs)), "dtype": "float32",
                          "backend": name, "mode": mode, "median_ms": round(t["median_ms"], 3),
                          "iqr_ms": round(t["iqr_ms"], 3), "reps": t["reps"],
-                         "max_err_vs_ref": f"{err:.2e}"})
+                         "max_err_vs_ref": f"{err:.2e}", "gbps": round(gbps, 2),
+                         "copy_gbps": round(copy_gbps, 2),
+                         "frac_of_copy_bw": round(gbps / copy_gbps, 3)})
             print(f"  {rows[-1]['shape']:>16s} {name:18s} {mode:17s} "
                   f"{t['median_ms']:10.2f} ms", flush=True)
     return rows
@@ -95,10 +102,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     parser.add_argument("--no-compile", action="store_true", help="skip reference+compile")
     parser.add_argument("--out", type=Path, default=RESULTS / "contourlet.csv")
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated BxCxHxW instead of the default sizes and sweep")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated backends (default: all available; Triton only "
+                             "on a GPU)")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     backends = [b for b in sstkd_ops.available_backends(device)
                 if b != "triton" or device.type == "cuda"]
+    if args.backends:
+        backends = ["reference"] + [b for b in args.backends.split(",") if b != "reference"]
     nlevs = (3, 3)
     if device.type == "cuda":
         shapes = [(8, 256, 128, 128), (8, 64, 128, 128)]
@@ -107,7 +123,9 @@ def main(argv=None):
     sweep_batch = (2, 64) if device.type == "cpu" else (8, 64)
     sizes = (32, 64, 128) if args.quick else (32, 64, 128, 256)
     shapes += [(*sweep_batch, s, s) for s in sizes if (*sweep_batch, s, s) not in shapes]
-    reps = 3 if args.quick else 5
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    reps = args.reps or (3 if args.quick else 5)
     info = env_info(device)
     print(f"pdfb_dec 9-7/pkva nlevs={nlevs} on {info['machine']} (torch {info['torch']}), "
           f"backends: {', '.join(backends)}")
@@ -123,6 +141,8 @@ def main(argv=None):
             if r["mode"] == mode and r["backend"] != "reference":
                 print(f"{mode:17s} {r['shape']:>16s} {r['backend']:18s} "
                       f"speed-up vs eager reference: {base[r['shape']] / r['median_ms']:.1f}x")
+    if args.no_plot:
+        return
     png = args.out.with_name(f"contourlet_{device.type}.png")
     by_size = sorted(rows, key=lambda r: [int(v) for v in r["shape"].split("x")])
     plot_bars([r for r in by_size if r["mode"] == "forward+backward"], group="shape",

@@ -134,6 +134,12 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--csv", default=str(RESULTS / "texture_stats.csv"))
+    p.add_argument("--shapes", default=None, help="comma-separated BxCxHxW (default: by --quick)")
+    p.add_argument("--levels", default=None, help="comma-separated N (default: by --quick)")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated fast backends (default: all available; Triton only on "
+                        "a GPU)")
+    p.add_argument("--no-plot", action="store_true")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -143,11 +149,17 @@ def main() -> None:
         shapes, levels = [(2, 64, 128, 128)], [128]
     else:
         shapes, levels = [(8, 256, 128, 128), (8, 64, 128, 128)], [8, 32, 128]
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    if args.levels:
+        levels = [int(n) for n in args.levels.split(",")]
     reps = args.reps or (5 if device.type == "cpu" else 20)
     backends = ["reference"] + ([] if args.no_compile else ["ref+compile"])
     fast = [b for b in ("cpu", "triton", "cuda") if b in _backend.available_backends(device)]
     if device.type == "cpu":
         fast = [b for b in fast if b != "triton"]  # the interpreter is not a speed path
+    if args.backends:
+        fast = [b for b in args.backends.split(",") if b not in ("reference", "ref+compile")]
     env = env_info(device)
     all_rows = []
     copy_gbps = {shape: _copy_gbps(shape, device, torch.float32, 1, reps) for shape in shapes}
@@ -174,8 +186,10 @@ def main() -> None:
                           f"x{r['extra_mem_ratio_vs_ref']:.1f} less extra memory")
                 all_rows += rows
     append_csv(args.csv, all_rows)
+    if args.no_plot:
+        return
     tag = "_quick" if args.quick else ""
-    png = RESULTS / f"texture_stats_{device.type}_{env['threads']}threads{tag}.png"
+    png = Path(args.csv).with_name(f"texture_stats_{device.type}_{env['threads']}threads{tag}.png")
     plot_bars([{**r, "case": f"{r['op']} {r['mode']} {r['shape']} N={r['N']}"} for r in all_rows],
               group="case", series="backend", value="median_ms", path=png,
               title=f"texture stats, {env['machine']} ({env['threads']} threads)")

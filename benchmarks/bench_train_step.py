@@ -44,7 +44,7 @@ TEXTURE_PRESETS = ("sstkd", "sstkd_str", "sstkd_sta")
 
 
 def _step_fn(cfg_path: str | None, overrides: list[str], preset: str, backend: str | None,
-             compile_texture: bool, device: torch.device):
+             compile_texture: bool, device: torch.device, amp_dtype: torch.dtype | None = None):
     """A closure running one training step of ``preset`` with texture ops on ``backend``."""
     cfg = load_config(cfg_path, [*overrides, f"distill.preset={preset}"])
     d, m = cfg.data, cfg.model
@@ -70,9 +70,12 @@ def _step_fn(cfg_path: str | None, overrides: list[str], preset: str, backend: s
     target = torch.randint(0, d.num_classes, (d.batch_size, H, W), generator=gen).to(device)
 
     def step():
-        with torch.no_grad():
-            t_out = teacher(image, return_features=True)
-        loss, _, s_out = distiller(image, target, t_out)
+        # autocast covers the forwards as in sstkd.engine.trainer (texture ops promote to float32)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            with torch.no_grad():
+                t_out = teacher(image, return_features=True)
+            loss, _, s_out = distiller(image, target, t_out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -93,7 +96,14 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--csv", default=str(RESULTS / "train_step.csv"))
+    p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none",
+                   help="mixed precision of the forwards (a GPU step as the trainer runs it)")
+    p.add_argument("--texture-backends", default="reference,auto",
+                   help="backends of the texture ops for the texture presets: reference, auto "
+                        "(the fast one), cpu, triton, cuda")
+    p.add_argument("--no-plot", action="store_true")
     args = p.parse_args()
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.autocast]
 
     device = torch.device(args.device)
     if args.threads:
@@ -103,7 +113,8 @@ def main() -> None:
     variants = []
     for preset in args.presets.split(","):
         if preset in TEXTURE_PRESETS:
-            variants += [(preset, "reference", False), (preset, "fast (auto)", False)]
+            variants += [(preset, "fast (auto)" if b == "auto" else b, False)
+                         for b in args.texture_backends.split(",")]
             if args.compile:
                 variants.append((preset, "reference", True))
         else:
@@ -113,13 +124,21 @@ def main() -> None:
     for preset, backend, comp in variants:
         label = "ref+compile" if comp else backend
         step, cfg = _step_fn(args.config, args.overrides, preset,
-                             backend if backend == "reference" else None, comp, device)
+                             None if backend in ("none", "fast (auto)") else backend, comp,
+                             device, amp_dtype)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         t = time_fn(step, warmup=2, reps=reps, device=device)
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         rows.append({"preset": preset, "texture_ops": label, "config": args.config,
                      "batch": cfg.data.batch_size, "crop": "x".join(map(str, cfg.data.crop_size)),
                      "student": cfg.model.student, "teacher": cfg.model.teacher,
+                     "autocast": args.autocast,
                      "median_ms": round(t["median_ms"], 2), "iqr_ms": round(t["iqr_ms"], 2),
-                     **env})
+                     "peak_mb": None if peak is None else round(peak, 1), **env})
+        del step
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         print(f"{preset:10s} {label:12s} {t['median_ms']:9.1f} ms (iqr {t['iqr_ms']:.1f})",
               flush=True)
     base = {r["preset"]: r["median_ms"] for r in rows if r["texture_ops"] == "none"}
@@ -135,6 +154,8 @@ def main() -> None:
               f"{r.get('overhead_vs_kd_pct', float('nan')):+.1f}% | "
               f"{r.get('overhead_vs_skd_pct', float('nan')):+.1f}% |")
     append_csv(args.csv, rows)
+    if args.no_plot:
+        return
     # the plot shows, for this setting, the latest row of every variant in the CSV
     r0 = rows[0]
     key = ("config", "crop", "batch", "machine", "threads")
@@ -143,7 +164,7 @@ def main() -> None:
     latest = {(r["preset"], r["texture_ops"]): {**r, "median_ms": float(r["median_ms"])}
               for r in same}
     tag = f"{Path(args.config).stem}_{r0['crop']}_b{r0['batch']}"
-    png = RESULTS / f"train_step_{device.type}_{tag}_{env['threads']}threads.png"
+    png = Path(args.csv).with_name(f"train_step_{device.type}_{tag}_{env['threads']}threads.png")
     plot_bars(list(latest.values()), group="preset", series="texture_ops", value="median_ms",
               path=png, log=False, title=f"training step, {tag}, {env['machine']}")
     print(f"wrote {args.csv} and {png}")

@@ -1,6 +1,7 @@
 """Timing, memory, CSV and plotting helpers shared by the benchmark scripts.
 
-Times are medians over repetitions after warm-up (CUDA: synchronised around each call).
+Times are medians over repetitions after warm-up (CUDA: CUDA events around each call, the
+host waiting for the end event before the next call).
 Absolute times on shared machines are noisy: compare ratios measured in the same run.
 """
 
@@ -38,13 +39,21 @@ def time_fn(fn: Callable[[], object], *, warmup: int = 2, reps: int = 10,
     for _ in range(warmup):
         fn()
     _sync(device)
+    cuda = device is not None and torch.device(device).type == "cuda"
     times: list[float] = []
     start_all = time.perf_counter()
     while len(times) < reps or (time.perf_counter() - start_all) < min_time_s:
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
+        if cuda:  # device time of the call, without the launch latency of a host timer
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
         if len(times) >= 10 * max(reps, 1):
             break
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
@@ -161,9 +170,16 @@ def append_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, object]]) ->
 
 def plot_bars(rows: list[Mapping[str, object]], *, group: str, series: str, value: str,
               title: str, path: str | os.PathLike, ylabel: str = "time (ms)",
-              log: bool = True) -> Path:
-    """Grouped bar chart: one group per distinct ``row[group]``, one bar per ``row[series]``."""
-    import matplotlib
+              log: bool = True) -> Path | None:
+    """Grouped bar chart: one group per distinct ``row[group]``, one bar per ``row[series]``.
+
+    Returns ``None`` (and says so) where matplotlib is not installed: the CSV is the result.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"matplotlib is not installed: no plot {path}")
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
