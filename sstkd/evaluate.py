@@ -2,9 +2,13 @@
 
 Command line::
 
-    python -m sstkd.evaluate --model pspnet_resnet18 --checkpoint runs/x/final.pth \\
+    python -m sstkd.evaluate --model pspnet_resnet18 --checkpoint runs/x/final_model.pth \\
         --dataset camvid --data-root ../shared/datasets/camvid --split val [--mode slide]
-        [--scales 0.75 1.0 1.25 --flip] [--num-vis 4] [--out-dir eval_out]
+        [--scales 0.75 1.0 1.25 --flip] [--num-vis 4] [--out-dir eval_out] [--resize H W]
+    python -m sstkd.evaluate --config C --checkpoint runs/x/final_model.pth  # as trained
+
+User errors (missing data, wrong model or class count, unreadable checkpoint, bad flags) exit
+with status 2 and one line.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data import build_dataset
+from .data import Compose, build_dataset, build_eval_transform
+from .data.transforms import FixedResize
 from .inference import predict, predict_multiscale
 from .metrics import ConfusionMatrix, format_table
 from .models import list_models, load_checkpoint
@@ -98,47 +103,142 @@ def _json_safe(obj):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sstkd.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=list_models())
-    p.add_argument("--checkpoint", required=True, help="checkpoint file (ours or a state dict)")
-    p.add_argument("--dataset", default="camvid",
-                   choices=["cityscapes", "voc", "ade20k", "camvid", "synthetic"])
+    p.add_argument("--model", default=None, choices=list_models(),
+                   help="model name (default: the checkpoint's, or --config's model.student)")
+    p.add_argument("--checkpoint", required=True,
+                   help="weights file (final_model.pth / best_model.pth, or a state dict)")
+    p.add_argument("--config", default=None,
+                   help="training config: dataset, data.root, val split, data.resize and the "
+                        "eval mode / crop / stride come from it (explicit flags win)")
+    p.add_argument("--dataset", default=None,
+                   choices=["cityscapes", "voc", "ade20k", "camvid", "synthetic"],
+                   help="default: camvid (or --config's)")
     p.add_argument("--data-root", default=None, help="dataset root (not for synthetic)")
-    p.add_argument("--split", default="val")
-    p.add_argument("--mode", default="whole", choices=["whole", "slide"])
-    p.add_argument("--crop-size", type=int, nargs="+", default=[512], help="slide window H [W]")
-    p.add_argument("--stride", type=int, nargs="+", default=[341], help="slide stride H [W]")
+    p.add_argument("--split", default=None, help="default: val (or --config's data.val_split)")
+    p.add_argument("--resize", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="resize images (bilinear) and labels (nearest) to H W first, like a "
+                        "training config's data.resize")
+    p.add_argument("--mode", default=None, choices=["whole", "slide"], help="default: whole")
+    p.add_argument("--crop-size", type=int, nargs="+", default=None,
+                   help="slide window H [W] (default 512)")
+    p.add_argument("--stride", type=int, nargs="+", default=None,
+                   help="slide stride H [W] (default 341)")
     p.add_argument("--scales", type=float, nargs="+", default=None, help="multi-scale factors")
     p.add_argument("--flip", action="store_true", help="add horizontally flipped predictions")
-    p.add_argument("--output-stride", type=int, default=8, choices=[8, 16, 32],
-                   help="for bare state dicts (our checkpoints store it)")
+    p.add_argument("--output-stride", type=int, default=None, choices=[8, 16, 32],
+                   help="for bare state dicts (our checkpoints store it; default 8)")
     p.add_argument("--num-vis", type=int, default=0, help="blended PNGs to save")
     p.add_argument("--out-dir", default="eval_out")
     p.add_argument("--limit", type=int, default=None, help="only the first N samples")
-    p.add_argument("--synthetic-length", type=int, default=100)
-    p.add_argument("--synthetic-size", type=int, default=256)
+    p.add_argument("--synthetic-length", type=int, default=None, help="default 100")
+    p.add_argument("--synthetic-size", type=int, default=None, help="default 256")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workers", type=int, default=2)
     return p
 
 
+def _window(values: Sequence[int], flag: str) -> int | tuple[int, int]:
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise ValueError(f"evaluate: {flag} expected 1 or 2 positive ints (H [W]), got "
+                         f"{' '.join(map(str, values))}")
+    return (values[0], values[1]) if len(values) == 2 else values[0]
+
+
+def _settings(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill unset flags from ``--config`` (if given), then from the defaults; check them."""
+    from .config import load_config
+
+    fill: dict = {"dataset": "camvid", "split": "val", "mode": "whole", "crop_size": [512],
+                  "stride": [341], "output_stride": 8, "synthetic_length": 100,
+                  "synthetic_size": 256}
+    args.num_classes, args.ignore_index = None, None
+    if args.config is not None:
+        cfg = load_config(args.config)
+        d, e = cfg.data, cfg.eval
+        fill.update(dataset=d.dataset, split=d.val_split, mode=e.mode,
+                    crop_size=list(e.crop_size), stride=list(e.stride),
+                    output_stride=cfg.model.output_stride, synthetic_length=d.val_length,
+                    synthetic_size=d.image_size, model=cfg.model.student, data_root=d.root,
+                    resize=list(d.resize) if d.resize is not None else None)
+        args.num_classes, args.ignore_index = d.num_classes, d.ignore_index
+    for key, value in fill.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.crop = _window(args.crop_size, "--crop-size")
+    args.stride_hw = _window(args.stride, "--stride")
+    if args.resize is not None and min(args.resize) < 1:
+        raise ValueError(f"evaluate: --resize expected two positive ints H W, got {args.resize}")
+    for flag, value, low in (("--limit", args.limit, 1), ("--num-vis", args.num_vis, 0),
+                             ("--workers", args.workers, 0),
+                             ("--synthetic-length", args.synthetic_length, 1),
+                             ("--synthetic-size", args.synthetic_size, 1)):
+        if value is not None and value < low:
+            raise ValueError(f"evaluate: {flag} expected an int >= {low}, got {value}")
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"evaluate: --device {args.device} but CUDA is not available; use "
+                         "--device cpu")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise ValueError(f"evaluate: --out-dir {args.out_dir!r} is a file, expected a folder")
+    return args
+
+
+def _check_weights_file(path: str) -> None:
+    """A clear error for a missing, unreadable or training-state file (not weights)."""
+    if not Path(path).is_file():
+        raise ValueError(f"evaluate: --checkpoint {path!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"evaluate: --checkpoint {path!r} is truncated or not a checkpoint "
+                         f"({reason})") from None
+    if isinstance(obj, dict) and "distiller" in obj and "optimizer" in obj:
+        raise ValueError(f"evaluate: --checkpoint {path!r} is a training state (latest.pt), not "
+                         "model weights; evaluate final_model.pth or best_model.pth of the run")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = _parser().parse_args(argv)
-    extra = ({"length": args.synthetic_length, "size": args.synthetic_size}
-             if args.dataset == "synthetic" else {})
-    dataset = build_dataset(args.dataset, args.data_root, args.split, **extra)
+    """Parse ``argv`` and evaluate; returns the results (as written to ``results.json``).
+
+    Raises:
+        ValueError, FileNotFoundError: bad arguments, data or checkpoint (the CLI prints them
+            as one line and exits with status 2).
+    """
+    args = _settings(_parser().parse_args(argv))
+    extra: dict = ({"length": args.synthetic_length, "size": args.synthetic_size}
+                   if args.dataset == "synthetic" else {})
+    if args.num_classes is not None and args.dataset == "synthetic":
+        extra["num_classes"] = args.num_classes
+    if args.ignore_index is not None:
+        extra["ignore_index"] = args.ignore_index
+    transform = (Compose([FixedResize(args.resize), build_eval_transform()])
+                 if args.resize is not None else None)
+    dataset = build_dataset(args.dataset, args.data_root, args.split, transform, **extra)
+    _check_weights_file(args.checkpoint)
     model, _ = load_checkpoint(args.checkpoint, name=args.model,
                                num_classes=dataset.num_classes, output_stride=args.output_stride)
     if model.num_classes != dataset.num_classes:
         raise ValueError(f"evaluate: checkpoint {args.checkpoint!r} predicts {model.num_classes} "
                          f"classes but dataset {args.dataset!r} has {dataset.num_classes}")
-    crop = tuple(args.crop_size) if len(args.crop_size) == 2 else args.crop_size[0]
-    stride = tuple(args.stride) if len(args.stride) == 2 else args.stride[0]
-    result = evaluate(model, dataset, args.mode, args.scales, args.flip, crop, stride,
-                      args.device, args.num_vis, args.out_dir, args.limit, args.workers)
+    result = evaluate(model, dataset, args.mode, args.scales, args.flip, args.crop,
+                      args.stride_hw, args.device, args.num_vis, args.out_dir, args.limit,
+                      args.workers)
     print(format_table(result, result["class_names"]))
     print(f"results written to {Path(args.out_dir) / 'results.json'}", file=sys.stderr)
     return result
 
 
+def _cli() -> int:
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        if any(ln.startswith("Original Traceback") for ln in lines):  # a DataLoader worker's
+            lines = lines[-1:]
+        print(f"sstkd.evaluate: error: {' '.join(lines)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(_cli())

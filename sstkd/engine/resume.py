@@ -55,7 +55,7 @@ def read_training_state(path: str | Path, what: str = "train") -> dict[str, Any]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip / pickle errors of a truncated or foreign file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
         raise ValueError(f"{what}: cannot resume from {str(path)!r}: the file is truncated or "
                          f"not a checkpoint ({reason}); --resume best restarts from "
                          "best_model.pth's weights, --overwrite starts over") from None
