@@ -133,3 +133,78 @@ def test_cli_camvid_subprocess(tmp_path) -> None:
     assert "| Bicyclist |" in proc.stdout
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert result["samples"] == 1 and result["scales"] == [0.5] and result["flip"] is True
+
+
+def _tiny_camvid(root: Path) -> Path:
+    for split in ("val",):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(root / split / "a.png")
+        Image.new("L", (16, 16)).save(root / f"{split}annot" / "a.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("w")
+    save_checkpoint(d / "m4.pth", build_model("pspnet_mobilenetv2", num_classes=4))
+    return d
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dataset", "camvid", "--data-root", "/nonexistent/camvid"],
+     "dataset root '/nonexistent/camvid' does not exist"),
+    (["--model", "deeplabv3_mobilenetv2", "--dataset", "synthetic"],
+     "holds a 'pspnet_mobilenetv2' model, expected 'deeplabv3_mobilenetv2'"),
+    (["--dataset", "synthetic"], "predicts 4 classes but dataset 'synthetic' has 10"),
+    (["--checkpoint", "TRUNCATED"], "is truncated or not a checkpoint"),
+    (["--checkpoint", "STATE"], "is a training state (latest.pt), not model weights"),
+    (["--checkpoint", "/nonexistent.pth"], "--checkpoint '/nonexistent.pth' does not exist"),
+    (["--dataset", "camvid", "--data-root", "CAMVID", "--split", "bogus"],
+     "split must be 'train', 'val' or 'test', got 'bogus'"),
+    (["--crop-size", "0"], "--crop-size expected 1 or 2 positive ints (H [W]), got 0"),
+    (["--stride", "8", "0"], "--stride expected 1 or 2 positive ints (H [W]), got 8 0"),
+    (["--resize", "0", "8"], "--resize expected two positive ints H W"),
+])
+def test_cli_user_errors_exit_2_with_one_line(argv, match, weights, tmp_path, monkeypatch,
+                                              capsys) -> None:
+    from sstkd.evaluate import _cli
+
+    ckpt = weights / "m4.pth"
+    if "TRUNCATED" in argv:
+        (tmp_path / "t.pth").write_bytes(ckpt.read_bytes()[:1000])
+        argv = [a if a != "TRUNCATED" else str(tmp_path / "t.pth") for a in argv]
+    if "STATE" in argv:
+        torch.save({"step": 2, "distiller": {}, "optimizer": {}, "config": {}},
+                   tmp_path / "latest.pt")
+        argv = [a if a != "STATE" else str(tmp_path / "latest.pt") for a in argv]
+    if "CAMVID" in argv:
+        argv = [a if a != "CAMVID" else str(_tiny_camvid(tmp_path / "camvid")) for a in argv]
+    base = ["--checkpoint", str(ckpt), "--dataset", "synthetic", "--synthetic-length", "1",
+            "--synthetic-size", "16", "--out-dir", str(tmp_path / "out"), "--workers", "0"]
+    monkeypatch.setattr(sys, "argv", ["sstkd.evaluate", *base, *argv])
+    assert _cli() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("sstkd.evaluate: error: "), err
+    assert match in err
+
+
+def test_cli_resize_and_training_config(weights, tmp_path) -> None:
+    import yaml
+
+    save_checkpoint(tmp_path / "m10.pth", build_model("pspnet_mobilenetv2", num_classes=10))
+    r = main(["--checkpoint", str(tmp_path / "m10.pth"), "--num-vis", "1", "--workers", "0",
+              "--dataset", "synthetic", "--synthetic-length", "1", "--synthetic-size", "32",
+              "--resize", "16", "24", "--out-dir", str(tmp_path / "a")])
+    (png,) = (tmp_path / "a" / "vis").glob("*.png")
+    assert r["samples"] == 1 and Image.open(png).size == (2 * 24, 16)  # (H, W) = (16, 24)
+    cfg = {"model": {"student": "pspnet_mobilenetv2", "teacher": "pspnet_mobilenetv2"},
+           "data": {"dataset": "synthetic", "num_classes": 4, "image_size": 32, "val_length": 2,
+                    "resize": [24, 16], "crop_size": [24, 16]},
+           "train": {"iters": 2}, "optim": {"warmup_iters": 0}, "eval": {"mode": "whole"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    r = main(["--checkpoint", str(weights / "m4.pth"), "--num-vis", "1", "--workers", "0",
+              "--config", str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "b")])
+    (png,) = (tmp_path / "b" / "vis").glob("*.png")
+    assert r["samples"] == 2 and len(r["iou"]) == 4  # dataset, classes and size from the config
+    assert Image.open(png).size == (2 * 16, 24)
