@@ -249,3 +249,44 @@ def test_two_process_gloo(tmp_path):
                                                                               r0["mean"])
     assert r0["main"] and not r1["main"]
     assert torch.equal(r0["params"], r1["params"])  # critic gradients were averaged
+
+
+# ----------------------------------------------------------------------------- run folders
+def test_run_lock_held_by_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    from sstkd.engine import RunLock
+
+    code = ("import sys, time; from sstkd.engine.run_files import RunLock; "
+            "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"another run \(pid {proc.pid}, lock"):
+            RunLock(tmp_path).acquire()
+    finally:
+        proc.kill()  # like kill -9: the kernel drops the lock, the stale file does not block
+        proc.wait()
+    with RunLock(tmp_path) as lock:
+        assert lock.held and (tmp_path / ".sstkd.lock").read_text().strip() == str(os.getpid())
+
+
+def test_check_resume_names_each_fixed_difference():
+    from sstkd.engine import check_resume
+
+    old = {"train": {"iters": 60, "seed": 0}, "optim": {"lr": 0.01},
+           "data": {"batch_size": 8, "crop_size": [64, 64]}}
+    new = {"train": {"iters": 70, "seed": 0}, "optim": {"lr": 0.005},
+           "data": {"batch_size": 8, "crop_size": [64, 64]}}
+    changed = check_resume("latest.pt", old, new, step=60)
+    assert changed == [("optim.lr", 0.01, 0.005), ("train.iters", 60, 70)]
+    bad = {**new, "data": {"batch_size": 4, "crop_size": [32, 32]}}
+    with pytest.raises(ValueError, match=r"data.batch_size: 8 -> 4; data.crop_size: "
+                                         r"\[64, 64\] -> \[32, 32\]"):
+        check_resume("latest.pt", old, bad, step=60)
+    for iters in (50, 60):  # at or below the saved step (saved run: 60 of 70 steps)
+        with pytest.raises(ValueError, match=f"train.iters={iters}: train.iters must be greater"):
+            check_resume("latest.pt", new, {**new, "train": {"iters": iters, "seed": 0}}, 60)
+    assert check_resume("latest.pt", old, old, step=60) == []  # a finished run, unchanged

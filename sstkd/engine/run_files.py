@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
+import math
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 LOCK_FILE = ".sstkd.lock"
 # the files a run writes (best.pt: full copies written by earlier versions)
@@ -24,7 +27,7 @@ RUN_FILES = ("latest.pt", "best.pt", "best_model.pth", "final_model.pth", "resul
              "metrics.csv", "curves.png")
 # temporaries of our own naming: atomic_save's mkstemp, the exports', the CSV rewrite's
 _TEMP_PATTERNS = (".latest.pt.*.tmp", ".best.pt.*.tmp", ".best_model.pth.tmp",
-                  ".final_model.pth.tmp", "metrics.csv.tmp")
+                  ".final_model.pth.tmp", ".results.json.tmp", "metrics.csv.tmp")
 
 
 class DiskFullError(OSError):
@@ -206,3 +209,25 @@ def evict_lru(root: str | Path, max_mb: float, keep: str | Path | None = None) -
         total -= sizes[p]
         removed.append(p)
     return removed
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Strict JSON (``nan`` -> ``null``), written through a temporary file and ``os.replace``."""
+
+    def safe(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: safe(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [safe(v) for v in x]
+        return x
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")  # a kill mid-write leaves the old file whole
+    try:
+        tmp.write_text(json.dumps(safe(results), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -13,7 +13,6 @@ the global RNG states, so a resumed run continues the uninterrupted run's loss t
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -51,6 +50,7 @@ from .run_files import (
     folder_mb,
     refuse_existing_run,
     remove_run_files,
+    write_results,
 )
 from .schedule import PolyLR
 
@@ -485,19 +485,3 @@ def _export(student: nn.Module, path: Path, **extra: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def write_results(path: Path, results: dict[str, Any]) -> None:
-    """Strict JSON (``nan`` -> ``null``)."""
-
-    def safe(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: safe(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [safe(v) for v in x]
-        return x
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(safe(results), indent=2) + "\n", encoding="utf-8")
