@@ -14,7 +14,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.gpu_phases.common import REPO, parse_args, python, run, write_result  # noqa: E402
+from scripts.gpu_phases.common import (  # noqa: E402
+    REPO,
+    parse_args,
+    python,
+    run,
+    tail,
+    write_result,
+)
+
+PROBE = ("import json, torch; from sstkd_ops._backend import build_info, available_backends; "
+         "i = build_info(); i['backends'] = {d: available_backends(d) for d in "
+         "(['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])}; "
+         "print(json.dumps(i, default=str))")
 
 
 def main() -> None:
@@ -32,20 +44,21 @@ def main() -> None:
         figures["build_s"] = r["seconds"]
         if r["rc"] != 0:
             notes.append("build failed (log tail below)\n" + r["tail"])
-    info = run([python(), "-m", "sstkd_ops"], args.out / "sstkd_ops_info.txt", 60)
+    run([python(), "-m", "sstkd_ops"], args.out / "sstkd_ops_info.txt", 60)
+    probe = run([python(), "-c", PROBE], args.out / "probe.log", 60)
+    line = [ln for ln in probe["tail"].splitlines() if ln.startswith("{")]
+    info = json.loads(line[-1]) if line else {}
     try:
-        build = json.loads((REPO / "sstkd_ops" / "_build.json").read_text())
+        figures["_build.json"] = json.loads((REPO / "sstkd_ops" / "_build.json").read_text())
     except (OSError, ValueError):
-        build = None
-    figures["_build.json"] = build
-    text = info["tail"]
-    figures["backends"] = [ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                           if ln.startswith("backends for")]
-    with_cuda = '"extension_with_cuda": true' in text
-    figures["extension_with_cuda"] = with_cuda
-    ok = info["rc"] == 0 and '"extension": true' in text and (with_cuda or args.dry_run)
+        figures["_build.json"] = None
+    figures["extension"] = info.get("extension")
+    figures["extension_with_cuda"] = info.get("extension_with_cuda")
+    figures["backends"] = info.get("backends")
+    ok = bool(info.get("extension")) and (bool(info.get("extension_with_cuda")) or args.dry_run)
     if not ok:
-        notes.append("python -m sstkd_ops:\n" + text)
+        notes.append("what this installation can run:\n" + tail(args.out / "sstkd_ops_info.txt")
+                     + "\n" + probe["tail"])
     write_result(args.out, "pass" if ok else "fail", figures, notes)
 
 

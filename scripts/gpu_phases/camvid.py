@@ -37,10 +37,10 @@ def main() -> None:
         notes.append(f"not importable here: {', '.join(missing)}")
     if args.dry_run:
         pack = args.out / "pack"
-        r = run([python(), "scripts/pack_camvid.py", "--dst", str(pack), "--limit", "4"],
+        r = run([python(), "scripts/pack_camvid.py", "--dst", str(pack), "--limit", "2"],
                 args.out / "pack.log", 120)
         sets = [f"data.root={pack}", *DRY_SETS]
-        notes.append("dry run: 4 images per split, 60x80, 2 steps, ResNet18 teacher, CPU")
+        notes.append("dry run: 2 images per split, 60x80, 2 steps, ResNet18 teacher, CPU")
     else:
         pack = REPO / ".gpu_pack" / "camvid"
         r = {"rc": 0 if (pack / "PACK.json").is_file() else 1,

@@ -24,7 +24,7 @@ def main() -> None:
            "--csv", str(csv_path)]
     if args.dry_run:
         cmd += ["--device", "cpu", "--reps", "1", "--set", "data.crop_size=[32,32]",
-                "--set", "data.batch_size=2", "--texture-backends", "reference,auto"]
+                "--set", "data.batch_size=2", "--texture-backends", "auto"]
     else:
         cmd += ["--device", "cuda", "--reps", "10", "--autocast", "bf16",
                 "--config", "cityscapes_pspnet_r101_r18",

@@ -1,0 +1,73 @@
+"""The prepared GPU command ``scripts/gpu_run.py``: its CPU dry run end to end (every phase
+must pass, judged from summary.json, not the exit code), what it returns, and its CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "gpu_run.py"
+CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TRITON_INTERPRET="1")
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not found at {CAMVID}")
+def test_dry_run_every_phase_passes_and_returns_at_most_8_small_files(tmp_path):
+    out = tmp_path / "out"
+    proc = _run("--dry-run", "--out", str(out), "--work", str(tmp_path / "work"))
+    summary = json.loads((out / "summary.json").read_text())
+    statuses = {r["name"]: r["status"] for r in summary["phases"]}
+    failed = {r["name"]: r["notes"] for r in summary["phases"] if r["status"] != "pass"}
+    assert statuses == dict.fromkeys(("build", "parity", "speed", "train", "camvid"), "pass"), \
+        json.dumps(failed, indent=1)[-6000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert summary["dry_run"] is True
+    files = list(out.iterdir())
+    assert len(files) <= 8 and all(f.is_file() and f.stat().st_size < 16 * 2**20 for f in files)
+    assert "| 2 parity | pass |" in (out / "summary.md").read_text()
+    parity = json.loads((out / "gpu_parity.json").read_text())
+    assert parity["disable"] == [] and len(parity["cases"]) == parity["cases_planned"] > 0
+    assert all(c["ok"] for c in parity["cases"])
+    camvid = json.loads((out / "camvid_results.json").read_text())
+    assert "JPEG" in camvid["images"] and set(camvid["runs"]) == {"teacher", "sstkd"}
+    with tarfile.open(out / "gpu_run.tar.gz") as tar:
+        names = tar.getnames()
+    assert "gpu_run/speed/texture_stats.csv" in names
+    assert not any(n.endswith((".pt", ".pth")) for n in names)
+
+
+def test_a_failing_phase_is_reported_as_failed(tmp_path):
+    # a budget too short for the phase to start: the summary says so, the exit code is 1
+    out = tmp_path / "out"
+    proc = _run("--dry-run", "--phases", "4", "--budget", "train=0.01", "--out", str(out),
+                "--work", str(tmp_path / "work"))
+    phases = json.loads((out / "summary.json").read_text())["phases"]
+    assert [p["name"] for p in phases] == ["train"]
+    assert phases[0]["status"] in ("timeout", "fail") and proc.returncode == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--phases", "2,9"], ["--phases", "'2,9'"]),
+    (["--phases", "x"], ["--phases", "'x'"]),
+    (["--budget", "speed"], ["--budget", "PHASE=SECONDS", "'speed'"]),
+    (["--budget", "gpu=3"], ["--budget", "'gpu=3'"]),
+    (["--budget", "speed=-1"], ["--budget", "'speed=-1'"]),
+])
+def test_bad_arguments_exit_2_with_one_line(args, words, tmp_path):
+    proc = _run(*args, "--out", str(tmp_path / "o"), "--work", str(tmp_path / "w"), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_run: error:")
+    assert all(w in lines[0] for w in words)
