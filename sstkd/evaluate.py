@@ -232,10 +232,9 @@ def _cli() -> int:
     try:
         main()
     except (ValueError, FileNotFoundError) as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        if any(ln.startswith("Original Traceback") for ln in lines):  # a DataLoader worker's
-            lines = lines[-1:]
-        print(f"sstkd.evaluate: error: {' '.join(lines)}", file=sys.stderr)
+        from .engine import one_line
+
+        print(f"sstkd.evaluate: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -9,7 +9,8 @@ Command line::
     python -m sstkd.train --config C --set optim.lr=0.005 --set train.iters=2000 --resume
     torchrun --nproc_per_node=2 -m sstkd.train --config C ...   # DistributedDataParallel
 
-Without arguments it runs ``configs/synthetic_default.yaml`` as a *pipeline*: it trains the
+Without ``--config`` (and without a teacher checkpoint) it runs
+``configs/synthetic_default.yaml`` as a *pipeline*: it trains the
 teacher (or reuses the one cached under ``$SSTKD_CACHE`` or ``~/.cache/sstkd/teachers/<hash of
 the teacher's config>``), distils the student with the config's preset, trains the same student
 without distillation, evaluates all three and prints a table (``--pipeline --resume`` also
@@ -56,6 +57,7 @@ from .engine import (
     folder_mb,
     init_distributed,
     is_main,
+    one_line,
     refuse_existing_run,
     world_size,
 )
@@ -65,6 +67,7 @@ from .engine.trainer import (
     FINAL_MODEL,
     build_datasets,
     load_teacher,
+    needs_teacher,
     train,
     write_results,
 )
@@ -79,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sstkd.train",
                                 description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="With no arguments: --config " + str(DEFAULT_CONFIG) +
-                                " --pipeline.")
+                                epilog="Without --config: --config " + str(DEFAULT_CONFIG) +
+                                " --pipeline (unless --teacher-checkpoint or a preset "
+                                "without a teacher is given).")
     p.add_argument("--config", default=None, help="YAML config (default: the synthetic demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.005 (repeatable)")
@@ -288,8 +292,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if not argv:
-        args.pipeline = True
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"train: --threads expected an int >= 1, got {args.threads}")
     if args.resume is not None and args.overwrite:
@@ -314,10 +316,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # oversubscribed OpenMP threads are several times slower than one thread
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size() - 1))
     try:
+        cfg = load_config(path, _overrides(args))
+        if args.config is None and cfg.model.teacher_checkpoint is None and \
+                needs_teacher(cfg.distill):  # the demo has no teacher yet: train it too
+            args.pipeline = True  # (so `python -m sstkd.train --resume` continues the demo)
         if args.pipeline:
-            cfg = load_config(path, _overrides(args))
             return run_pipeline(cfg, args, device)
-        cfg = load_config(path, _overrides(args), check_paths=True)
+        check_config_paths(cfg)
         result = train(cfg, device, _resume_path(cfg, args.resume),
                        progress=not args.no_progress, name=f"student_{cfg.distill.preset}",
                        overwrite=args.overwrite, from_weights=args.resume == "best")
@@ -330,14 +335,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         cleanup()
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (a DataLoader worker's copy: its last line)."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    if any(ln.startswith("Original Traceback") for ln in lines):
-        lines = lines[-1:]
-    return " ".join(lines) or type(exc).__name__
 
 
 def _cli() -> int:

@@ -282,8 +282,10 @@ def test_corrupt_image_names_the_file(tmp_path, monkeypatch, capsys):
     config = write_config(tmp_path / "c.yaml", data__dataset="camvid", data__root=str(root),
                           data__num_classes=11, **MNV2)
     code, err = cli(monkeypatch, capsys, "--config", str(config), "--output-dir",
-                    str(tmp_path / "o"), "--threads", "1", "--no-progress")
-    assert code == 2 and err.count("\n") == 1 and "1.png" in err
+                    str(tmp_path / "o"), "--threads", "1", "--no-progress", "--set",
+                    "data.workers=1")  # raised in a DataLoader worker, re-raised here
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("sstkd.train: error: camvid: cannot read image file ") and "1.png" in err
 
 
 def test_crop_larger_than_images_warns(tmp_path):

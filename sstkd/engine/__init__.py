@@ -22,7 +22,7 @@ from .distributed import (
     rank,
     world_size,
 )
-from .guards import NonFiniteLossError, TrainingStopped, check_finite
+from .guards import NonFiniteLossError, TrainingStopped, check_finite, one_line
 from .logging import CSVLogger, MetricLogger, plot_curves, read_csv
 from .resume import CHANGEABLE_ON_RESUME, check_resume, config_differences, read_training_state
 from .run_files import (
@@ -65,6 +65,7 @@ __all__ = [
     "is_distributed",
     "is_main",
     "load_checkpoint",
+    "one_line",
     "local_rank",
     "plot_curves",
     "poly_factor",

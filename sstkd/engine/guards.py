@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -71,3 +72,12 @@ class TrainingStopped(RuntimeError):
         where = f"; checkpoint {str(checkpoint)!r} written" if checkpoint is not None else ""
         super().__init__(f"stopped by signal {signum} after step {step}{where}; continue with "
                          "--resume")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message as one line for a CLI (a DataLoader worker's re-raised copy: the
+    original error's message, without the worker's traceback)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if any(ln.startswith("Original Traceback") for ln in lines):
+        lines = [re.sub(r"^[\w.]+(Error|Exception|Exit): ", "", lines[-1])]
+    return " ".join(lines) or type(exc).__name__
