@@ -22,8 +22,18 @@ else
   wheel=$(ls "$tmp"/dist/sstkd-*.whl)
 fi
 say "wheel $(basename "$wheel") ready after $((SECONDS - t0)) s"
-unzip -l "$wheel" | grep -q "sstkd/configs/synthetic_default.yaml" \
-  || { say "the wheel lacks sstkd/configs/*.yaml"; exit 1; }
+python - "$wheel" <<'EOF'
+import sys
+import zipfile
+
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+for need in ("sstkd/configs/synthetic_default.yaml", "sstkd/configs/camvid_cpu.yaml",
+             "sstkd_ops/_build.json"):
+    if need not in names:
+        sys.exit(f"check_wheel: the wheel lacks {need}")
+if not any(n.startswith("sstkd_ops/_C.") for n in names):
+    sys.exit("check_wheel: the wheel lacks the compiled extension sstkd_ops/_C")
+EOF
 
 t1=$SECONDS
 python -m venv --system-site-packages --without-pip "$tmp/venv"  # this pip installs into it
