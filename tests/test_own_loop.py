@@ -83,6 +83,10 @@ def test_parameters_are_the_adapters_and_hooks_go_on_close():
     with pytest.raises(ValueError, match="removed by close"):
         kd()
     assert sstkd.SSTKDLoss is SSTKDLoss
+    with SSTKDLoss(student, teacher, ["layer1.0"], nlevs=(2,), example_input=x) as kd:
+        assert list(kd.texture.adapters) == ["layer1_0"]  # dotted module names work
+        student(x), teacher(x)
+        assert kd()["str"] > 0
 
 
 def test_lazy_adapters_and_pixelwise_only():

@@ -139,7 +139,7 @@ class FolderDataset(SegmentationDataset):
         if list_file.is_file():
             return [self._pair_of(images, masks, entry, list_file, n) for n, entry in
                     enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1)
-                    if entry.strip() and not entry.startswith("#")], str(list_file)
+                    if entry.strip() and not entry.strip().startswith("#")], str(list_file)
         if split == "all":
             img_dir, mask_dir = images, masks
         elif (images / split).is_dir():

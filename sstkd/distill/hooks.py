@@ -108,10 +108,10 @@ class SSTKDLoss(nn.Module):
             raise ValueError(f"{fn}: argument 'tau' expected > 0, got {tau}")
         self.tau = float(tau)
         # ModuleDict keys cannot hold '.': one key per pair, named after the student module
-        self.keys = {s: s.replace(".", "_") for s in pairs}
-        if len(set(self.keys.values())) != len(self.keys):
+        self._keys = {s: s.replace(".", "_") for s in pairs}
+        if len(set(self._keys.values())) != len(self._keys):
             raise ValueError(f"{fn}: taps {list(pairs)} give clashing adapter names "
-                             f"{list(self.keys.values())}")
+                             f"{list(self._keys.values())}")
         self.pairs = pairs
         self._texture_kwargs = texture
         self.texture: TextureDistiller | None = None
@@ -120,7 +120,7 @@ class SSTKDLoss(nn.Module):
         for s_name, t_name in pairs.items():
             for who, model, name in (("student", student, s_name), ("teacher", teacher, t_name)):
                 module = _module(fn, model, name, who)
-                hook = self._hook(who, self.keys[s_name])
+                hook = self._hook(who, self._keys[s_name])
                 self._handles.append(module.register_forward_hook(hook))
         if self.weights["str"] or self.weights["sta"]:
             if example_input is not None:
@@ -154,7 +154,7 @@ class SSTKDLoss(nn.Module):
     def _collect(self) -> dict[str, dict[str, torch.Tensor]]:
         feats = {}
         for who, captured in self._features.items():
-            for s_name, key in self.keys.items():
+            for s_name, key in self._keys.items():
                 name = s_name if who == "student" else self.pairs[s_name]
                 if key not in captured:
                     raise ValueError(f"SSTKDLoss: no {who} output captured at {name!r}; run "
@@ -164,7 +164,7 @@ class SSTKDLoss(nn.Module):
                     got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                     raise ValueError(f"SSTKDLoss: {who} module {name!r} must output a "
                                      f"(B, C, H, W) tensor, got {got}")
-            feats[who] = {key: captured[key] for key in self.keys.values()}
+            feats[who] = {key: captured[key] for key in self._keys.values()}
             captured.clear()
         return feats
 
@@ -173,7 +173,7 @@ class SSTKDLoss(nn.Module):
         ref = next(iter(s.values()))  # adapters on the features' device; float64 stays float64
         self.texture = TextureDistiller(
             {k: v.shape[1] for k, v in s.items()}, {k: v.shape[1] for k, v in t.items()},
-            tuple(self.keys.values()), **self._texture_settings()).to(
+            tuple(self._keys.values()), **self._texture_settings()).to(
                 ref.device, torch.float64 if ref.dtype == torch.float64 else None)
 
     def forward(self, student_logits: torch.Tensor | None = None,
