@@ -35,22 +35,26 @@ from scripts.gpu_phases.common import (  # noqa: E402
 SSTKD_SIZES = [(8, 256, 128, 128), (8, 64, 128, 128)]
 TEST_SIZES = {"pdfb_dec": (2, 3, 32, 48), "qco_2d": (2, 5, 16, 20)}
 TEST_SIZE = (2, 5, 19, 23)
-DRY_SIZES = {"pdfb_dec": (1, 2, 16, 16), "qco_2d": (1, 2, 8, 8)}
+DRY_SIZES = {"pdfb_dec": (1, 1, 8, 8), "qco_2d": (1, 2, 8, 8)}  # the interpreter is slow
 DRY_SIZE = (1, 2, 7, 9)
 MAX_RESTARTS = 4
 # errors after which a process's CUDA context is unusable
 CUDA_FATAL = ("CUDA error", "illegal memory access", "device-side assert", "AcceleratorError",
               "misaligned address", "unspecified launch failure")
-DRY_DETERMINISM = ("pdfb_dec", "qco_1d")
+DRY_DETERMINISM = ("qco_1d",)
+# ~20 s a call in the Triton interpreter (tests/test_contourlet_fused.py covers it there)
+DRY_NOT_INTERPRETED = ("pdfb_dec",)
 
 
-def cases(dry: bool) -> list[tuple]:
+def cases(dry: bool, backend: str) -> list[tuple]:
     """(op, dtype, shape, sstkd) in the order they run: test sizes, then SSTKD float32, then
     SSTKD float64 (largest last: a timeout loses the least)."""
     from scripts.gpu_phases.parity_cases import OPS
 
     out = []
     for op in OPS:
+        if dry and backend == "triton" and op in DRY_NOT_INTERPRETED:
+            continue
         for dt in ("float32", "float64"):
             size = (DRY_SIZES.get(op, DRY_SIZE) if dry else TEST_SIZES.get(op, TEST_SIZE))
             out.append((op, dt, size, False))
@@ -80,7 +84,7 @@ def worker(backend: str, out: Path, dry: bool) -> int:
     seen = set()
     if path.exists():
         seen = {json.loads(ln)["key"] for ln in path.read_text().splitlines() if ln.strip()}
-    todo = [("parity", c) for c in cases(dry)] + [
+    todo = [("parity", c) for c in cases(dry, backend)] + [
         ("determinism", op) for op in (DRY_DETERMINISM if dry else pc.OPS)]
     with open(path, "a") as f:
         for kind, c in todo:
@@ -163,7 +167,7 @@ def main() -> None:
     tests = ["tests/test_contourlet_fused.py", "tests/test_texture_stats_fused.py"] \
         if args.dry_run else ["tests"]
     r = run([python(), "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", *tests],
-            args.out / "pytest_cuda.log", min(240, deadline - time.time()), **tri)
+            args.out / "pytest_cuda.log", min(40, deadline - time.time()), **tri)
     figures["pytest_cuda"] = r["tail"].splitlines()[-1] if r["tail"] else "no output"
     pytest_ok = r["rc"] in (0, 5) and not r["timed_out"]  # 5: nothing collected/selected
     if not pytest_ok:
@@ -172,16 +176,16 @@ def main() -> None:
     backends = ["cpu", "triton"] if args.dry_run else ["cuda", "triton"]
     if args.dry_run:
         notes.append("dry run: 'cpu' and the Triton interpreter stand in for 'cuda' and "
-                     "'triton'; test sizes only")
+                     "'triton'; tiny sizes; no Triton pdfb_dec (slow when interpreted)")
     for i, be in enumerate(backends):
-        share = (deadline - time.time() - (0 if args.dry_run else 60)) / (len(backends) - i)
+        share = (deadline - time.time() - (0 if args.dry_run else 45)) / (len(backends) - i)
         _run_backend(be, args, time.time() + share, tri)
     records = [r for be in backends for r in read_cases(args.out / f"cases_{be}.jsonl")]
     parity = [r for r in records if r.get("kind") == "parity"]
     failed = sorted({f"{r['backend']}:{r['op']}" for r in parity if not r["ok"]})
     nondet = sorted({f"{r['backend']}:{r['op']}" for r in records
                      if r.get("kind") == "determinism" and not r["ok"] and "error" not in r})
-    expected = len(cases(args.dry_run)) * len(backends)
+    expected = sum(len(cases(args.dry_run, be)) for be in backends)
     figures.update(cases_run=len(parity), cases_planned=expected,
                    cases_failed=sum(not r["ok"] for r in parity), disable=failed,
                    nondeterministic=nondet)
