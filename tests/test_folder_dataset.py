@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from sstkd.data import DATASETS, FolderDataset, build_dataset, read_classes
+from sstkd.data.base import DataError
 from sstkd.train import _cli, main
 
 COLOURS = ((0, 0, 0), (200, 30, 30), (30, 200, 30))  # class ids 0, 1, 2
@@ -146,6 +147,18 @@ def test_errors_name_the_file(tmp_path):
         FolderDataset(root, "test")
     with pytest.raises(FileNotFoundError, match="masks"):
         FolderDataset(tmp_path / "b" / "images", "train")
+
+
+def test_unreadable_files_are_named(tmp_path):
+    root = make_index_data(tmp_path / "a")
+    (root / "masks" / "val" / "val0.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cannot read mask file .*val0.png' \(sample 0\)"):
+        FolderDataset(root, "val")
+    root = make_index_data(tmp_path / "b")
+    ds = FolderDataset(root, "val")
+    (root / "images" / "val" / "val1.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(DataError, match=r"cannot read image file .*val1.jpg' \(sample 1\)"):
+        ds[1]
 
 
 def test_colour_errors(tmp_path):

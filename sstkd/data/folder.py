@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .base import SegmentationDataset, Transform, check_root
+from .base import DataError, SegmentationDataset, Transform, check_root
 from .transforms import IGNORE_INDEX
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -174,16 +174,32 @@ class FolderDataset(SegmentationDataset):
 
     # ------------------------------------------------------------------ masks
 
-    def read_mask(self, path: Path) -> np.ndarray:
-        """Mask ``path`` as class ids int64 ``(H, W)``: index masks as stored, RGB masks mapped
-        through the palette (``ignore_index`` for ``__ignore__``); ids are not range-checked."""
-        with Image.open(path) as im:
-            if im.mode in _INDEX_MODES:
-                return np.asarray(im).astype(np.int64)
-            if im.mode not in ("RGB", "RGBA"):
-                raise ValueError(f"folder: mask {str(path)!r} has mode {im.mode!r}; expected "
-                                 f"an index mask (L, P, I) or an RGB colour mask")
-            rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+    def _read(self, kind: str, path: Path, index: int, mask: bool = False
+              ) -> tuple[str, np.ndarray | None]:
+        """``(mode, pixels)`` of an image file (pixels ``None`` for a mask of another mode);
+        :class:`DataError` naming the file when it cannot be read."""
+        try:
+            with Image.open(path) as im:
+                if not mask:
+                    return im.mode, np.asarray(im.convert("RGB"))
+                if im.mode in _INDEX_MODES:
+                    return im.mode, np.asarray(im).astype(np.int64)
+                return im.mode, (np.asarray(im.convert("RGB")).astype(np.int64)
+                                 if im.mode in ("RGB", "RGBA") else None)
+        except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt / not an image
+            raise DataError(self.name, kind, path, index, exc) from None
+
+    def read_mask(self, path: Path, index: int = -1) -> np.ndarray:
+        """Mask ``path`` (of sample ``index``) as class ids int64 ``(H, W)``: index masks as
+        stored, RGB masks mapped through the palette (``ignore_index`` for ``__ignore__``); ids
+        are not range-checked."""
+        mode, pixels = self._read("mask", path, index, mask=True)
+        if pixels is None:
+            raise ValueError(f"folder: mask {str(path)!r} has mode {mode!r}; expected an index "
+                             f"mask (L, P, I) or an RGB colour mask")
+        if mode in _INDEX_MODES:
+            return pixels
+        rgb = pixels
         if not self.colours:
             raise ValueError(f"folder: mask {str(path)!r} is an RGB colour mask but there is no "
                              f"classes.txt with colours ('name R G B' per class) to map it")
@@ -203,10 +219,13 @@ class FolderDataset(SegmentationDataset):
 
     def _check_masks(self, infer_classes: bool) -> None:
         top = -1
-        for img_path, mask_path in self.samples:
-            with Image.open(img_path) as im:
-                img_size = im.size
-            label = self.read_mask(mask_path)
+        for index, (img_path, mask_path) in enumerate(self.samples):
+            try:
+                with Image.open(img_path) as im:
+                    img_size = im.size
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise DataError(self.name, "image", img_path, index, exc) from None
+            label = self.read_mask(mask_path, index)
             if label.shape != img_size[::-1]:
                 raise ValueError(f"folder: image {str(img_path)!r} is {img_size[0]}x"
                                  f"{img_size[1]} (WxH) but its mask {str(mask_path)!r} is "
@@ -226,6 +245,10 @@ class FolderDataset(SegmentationDataset):
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample ``index`` without transforms: uint8 ``(H, W, 3)``, int64 ``(H, W)``."""
         img_path, mask_path = self.samples[index]
-        with Image.open(img_path) as im:
-            image = np.asarray(im.convert("RGB"))
-        return image, self._map_label(self.read_mask(mask_path), mask_path)
+        _, image = self._read("image", img_path, index)
+        label = self._map_label(self.read_mask(mask_path, index), mask_path)
+        if image.shape[:2] != label.shape:  # changed since the dataset was opened
+            raise ValueError(f"folder: image {str(img_path)!r} is {image.shape[1]}x"
+                             f"{image.shape[0]} (WxH) but its mask {str(mask_path)!r} is "
+                             f"{label.shape[1]}x{label.shape[0]}")
+        return image, label
