@@ -71,3 +71,17 @@ def test_bad_arguments_exit_2_with_one_line(args, words, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpu_run: error:")
     assert all(w in lines[0] for w in words)
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not found at {CAMVID}")
+def test_camvid_pack_loads_with_the_dataset_class_and_says_it_is_re_encoded(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import pack_camvid
+
+    info = pack_camvid.pack(CAMVID, tmp_path / "pack", limit=1)
+    assert info["counts"] == {"train": 1, "val": 1} and "JPEG" in info["images"]
+    assert {p.suffix for p in (tmp_path / "pack" / "train").iterdir()} == {".jpg"}
+    check = pack_camvid.check(tmp_path / "pack")
+    assert check["val"] == {"samples": 1, "image": [3, 360, 480], "label": [360, 480]}
+    assert pack_camvid.main(["--src", str(CAMVID), "--dst", str(tmp_path / "p2"),
+                             "--quality", "0"]) == 2

@@ -41,6 +41,12 @@ def main() -> None:
                  "--no-index", "-e", "."], log, args.budget - 30, SSTKD_FORCE_CUDA="1",
                 TORCH_CUDA_ARCH_LIST=os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0"),
                 MAX_JOBS=jobs)
+        if r["rc"] != 0 and r["seconds"] < 30:  # pip itself failed, not the compiler
+            notes.append("pip install failed at once; building in place instead\n" + r["tail"])
+            r = run([python(), "setup.py", "build_ext", "--inplace"], log,
+                    args.budget - 30 - r["seconds"], SSTKD_FORCE_CUDA="1",
+                    TORCH_CUDA_ARCH_LIST=os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0"),
+                    MAX_JOBS=jobs)
         figures["build_s"] = r["seconds"]
         if r["rc"] != 0:
             notes.append("build failed (log tail below)\n" + r["tail"])
