@@ -351,7 +351,8 @@ def _deep_merge(base: dict, update: Mapping) -> dict:
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config file as a dict, with its ``base:`` file(s) merged underneath.
 
-    ``base`` is a path (or list of paths, merged in order) relative to the including file.
+    ``base`` is a path (or list of paths, merged in order) relative to the including file, or
+    the name of a packaged config (``base: synthetic_default``, see :func:`config_path`).
     """
     path = Path(path)
     if not path.is_file():
@@ -374,7 +375,11 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
                          f"got {bases!r}")
     merged: dict[str, Any] = {}
     for b in bases:
-        merged = _deep_merge(merged, read_yaml(path.parent / b, (*_seen, resolved)))
+        local = path.parent / b
+        if not local.is_file() and Path(b).parent == Path(".") and b.removesuffix(".yaml") in (
+                packaged_configs()):
+            local = config_path(b)
+        merged = _deep_merge(merged, read_yaml(local, (*_seen, resolved)))
     return _deep_merge(merged, data)
 
 

@@ -178,7 +178,8 @@ def test_colour_errors(tmp_path):
 
 
 def _tiny_config(tmp_path: Path) -> Path:
-    cfg = {
+    cfg = {  # on top of a packaged config, named as a user's own config would
+        "base": "synthetic_default",
         "model": {"teacher": "pspnet_resnet18", "student": "pspnet_resnet18"},
         "data": {"dataset": "folder", "num_classes": 3, "crop_size": [32, 32],
                  "scale_range": [1.0, 1.0], "batch_size": 2, "workers": 0},

@@ -41,6 +41,10 @@ def test_config_by_name_or_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config("camvid_cpu.yaml").train.iters == 70
     assert load_config("camvid_cpu").train.iters == 100
+    mine = tmp_path / "mine.yaml"  # a user's config on top of a packaged one, by name
+    mine.write_text("base: camvid_cpu\ntrain:\n  iters: 50\n")
+    cfg = load_config(mine)
+    assert (cfg.data.dataset, cfg.data.num_classes, cfg.train.iters) == ("camvid", 11, 50)
     with pytest.raises(ValueError, match=r"'nosuch' does not exist .* packaged config .*"
                                          r"'camvid_cpu'"):
         load_config("nosuch")
