@@ -49,7 +49,6 @@ from .engine import (
     LATEST,
     DiskFullError,
     NonFiniteLossError,
-    RunLock,
     TrainingStopped,
     barrier,
     cleanup,
@@ -61,7 +60,7 @@ from .engine import (
     refuse_existing_run,
     world_size,
 )
-from .engine.run_files import touch
+from .engine.run_files import lock_run_folder, touch
 from .engine.trainer import (
     BEST_MODEL,
     FINAL_MODEL,
@@ -202,12 +201,13 @@ def run_pipeline(cfg: Config, args: argparse.Namespace, device: torch.device
                  ) -> dict[str, Any]:
     """Teacher (trained, cached or given) -> distilled student -> baseline student -> table."""
     out = Path(cfg.train.output_dir)
+    if args.resume not in (None, "auto"):
+        raise ValueError(f"train: --pipeline --resume continues each stage from its own "
+                         f"latest.pt; it takes no checkpoint, got {args.resume!r}")
     if not (args.resume or args.overwrite):
         for d in [out, *sorted(out.glob("student_*")), out / "teacher"]:
             refuse_existing_run(d)
-    lock = RunLock(out)
-    if is_main():
-        lock.acquire()
+    lock = lock_run_folder(out)
     try:
         return _run_pipeline(cfg, args, device)
     finally:

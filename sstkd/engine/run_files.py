@@ -21,6 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .distributed import all_reduce_mean, is_main
+
 LOCK_FILE = ".sstkd.lock"
 # the files a run writes (best.pt: full copies written by earlier versions)
 RUN_FILES = ("latest.pt", "best.pt", "best_model.pth", "final_model.pth", "results.json",
@@ -116,6 +120,26 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_run_folder(directory: str | Path, what: str = "train") -> RunLock:
+    """Take ``directory``'s :class:`RunLock` on rank 0 (the only writer); every rank raises
+    the ``ValueError`` when it could not be taken, so no rank waits in a collective.
+
+    Returns:
+        the lock (held on rank 0), to :meth:`~RunLock.release` when done.
+    """
+    lock = RunLock(directory, what)
+    error = None
+    if is_main():
+        try:
+            lock.acquire()
+        except ValueError as exc:
+            error = exc
+    if all_reduce_mean(torch.tensor([float(error is None)])).item() < 1.0:
+        raise error or ValueError(f"{what}: output folder {str(directory)!r} is being written "
+                                  "by another run (found by rank 0)")
+    return lock
 
 
 def existing_run_files(directory: str | Path) -> list[str]:

@@ -44,10 +44,10 @@ from .guards import TrainingStopped, check_finite
 from .logging import MetricLogger, plot_curves
 from .resume import check_resume, read_training_state
 from .run_files import (
-    RunLock,
     clean_stale_temporaries,
     disk_full_guard,
     folder_mb,
+    lock_run_folder,
     refuse_existing_run,
     remove_run_files,
     write_results,
@@ -201,16 +201,7 @@ def train(cfg: Config, device: torch.device | str = "cpu", resume: str | Path | 
         refuse_existing_run(out_dir)
     elif out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"train: output folder {str(out_dir)!r} is a file, expected a folder")
-    lock = RunLock(out_dir)
-    error = None
-    if is_main():
-        try:
-            lock.acquire()
-        except ValueError as exc:
-            error = exc
-    if not bool(all_reduce_mean(torch.tensor([float(error is None)])).item() == 1.0):
-        raise error or ValueError(f"train: output folder {str(out_dir)!r} is locked by another "
-                                  "run (seen by rank 0)")
+    lock = lock_run_folder(out_dir)
     try:
         if is_main():
             clean_stale_temporaries(out_dir)
@@ -443,15 +434,17 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, progres
             if is_best or (cfg.train.ckpt_every and step % cfg.train.ckpt_every == 0):
                 save(step, is_best)
         bar.close()
+        train_s = train_time()
+        # the final model on the whole validation split (a SIGTERM now lets it finish)
+        res = run_eval(None)
+        logger.log(cfg.train.iters, {"val/miou": res["miou"]})
+        is_best = res["miou"] > best
+        best = max(best, res["miou"])
+        save(cfg.train.iters, is_best)
     finally:
         if on_main_thread:
-            signal.signal(signal.SIGTERM, old_handler)
-    train_s = train_time()
-    res = run_eval(None)  # the final model on the whole validation split
-    logger.log(cfg.train.iters, {"val/miou": res["miou"]})
-    is_best = res["miou"] > best
-    best = max(best, res["miou"])
-    save(cfg.train.iters, is_best)
+            signal.signal(signal.SIGTERM, old_handler if old_handler is not None else
+                          signal.SIG_DFL)
     logger.close()
     result = {
         "name": name, "model": cfg.model.student, "preset": cfg.distill.preset,
