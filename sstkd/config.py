@@ -557,10 +557,11 @@ def check_config_paths(cfg: Config) -> None:
     d = cfg.data
     if d.dataset not in DATASETS_WITHOUT_ROOT:
         if d.root is None or not Path(d.root).is_dir():
+            how = "" if d.root is not None else (
+                f", or set {DATA_ENV} to the folder holding {d.dataset!r}/")
             raise ValueError(f"config: key 'data.root' expected an existing directory for "
                              f"dataset {d.dataset!r}, got {d.root!r} (set it with "
-                             f"--set data.root=PATH, or set {DATA_ENV} to the folder holding "
-                             f"{d.dataset!r})")
+                             f"--set data.root=PATH{how})")
     needs_teacher = any(getattr(cfg.distill.weights, k) for k in DEFAULT_WEIGHTS)
     ckpt = cfg.model.teacher_checkpoint
     if needs_teacher and ckpt is None:
