@@ -9,6 +9,9 @@
 namespace sstkd_texstat_math {
 
 constexpr int kMaxCodes = 4;  // STLNet codes per pixel (2 in exact arithmetic)
+// Largest level count of every texture op on every backend (the same value as
+// sstkd_ops.texture_stats.MAX_LEVELS): bounds the (L, L) co-occurrence and the int32 codes.
+inline constexpr int64_t kMaxLevels = 4096;
 inline constexpr double kNormEps = 1e-12;  // F.normalize's eps
 inline constexpr double kQco2dEps = 1e-6;  // STLNet QCO_2d's epsilon on the co-occurrence total
 

@@ -7,11 +7,16 @@ got <what came>"``. Nothing here uses ``assert``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+
+# Data-dependent input checks (NaN / Inf) cost a device synchronisation, so the fast paths run
+# them only when asked: SSTKD_CHECK_FINITE=1 in the environment or set_finite_checks(True).
+_finite_checks = os.environ.get("SSTKD_CHECK_FINITE", "0").strip() not in ("", "0")
 
 
 def _dtype_names(dtypes: Iterable[torch.dtype]) -> str:
@@ -50,6 +55,17 @@ def check_tensor(
                     f"shape {tuple(x.shape)}"
                 )
     return x
+
+
+def check_same_device(fn: str, tensors: dict[str, torch.Tensor]) -> torch.device:
+    """Check that all ``tensors`` (argument name -> tensor) live on one device; return it."""
+    items = list(tensors.items())
+    first_name, first = items[0]
+    for name, t in items[1:]:
+        if t.device != first.device:
+            raise ValueError(f"{fn}: argument '{name}' expected a tensor on {first.device} (the "
+                             f"device of '{first_name}'), got {t.device}")
+    return first.device
 
 
 def check_int(
@@ -93,6 +109,33 @@ def check_choice(fn: str, name: str, value: object, choices: Iterable[str]) -> s
             f"got {value!r}"
         )
     return value
+
+
+def set_finite_checks(enabled: bool) -> bool:
+    """Turn the opt-in NaN/Inf checks of :func:`debug_check_finite` on or off.
+
+    Returns the previous setting. The default comes from the environment variable
+    ``SSTKD_CHECK_FINITE`` (``1``: on; unset or ``0``: off).
+    """
+    global _finite_checks
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_finite_checks: argument 'enabled' expected a bool, got "
+                        f"{type(enabled).__name__} ({enabled!r})")
+    previous, _finite_checks = _finite_checks, enabled
+    return previous
+
+
+def finite_checks_enabled() -> bool:
+    """True when the opt-in NaN/Inf checks of :func:`debug_check_finite` run."""
+    return _finite_checks
+
+
+def debug_check_finite(fn: str, name: str, x: torch.Tensor, *,
+                       derived: str | None = None) -> None:
+    """:func:`check_finite` when the opt-in checks are on (:func:`set_finite_checks`), else
+    nothing: the fast paths never synchronise with the device for a data-dependent check."""
+    if _finite_checks:
+        check_finite(fn, name, x, derived=derived)
 
 
 def check_finite(fn: str, name: str, x: torch.Tensor, *, derived: str | None = None) -> None:

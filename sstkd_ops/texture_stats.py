@@ -16,8 +16,18 @@ bitwise reproducible run to run; the Triton kernels too (per-program partial sum
 fixed order, no atomics).
 
 Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
-non-finite; the ops raise ``ValueError`` in eager mode (under ``torch.compile`` the compiled
-kernels raise ``RuntimeError`` instead, the reference propagates NaN).
+non-finite. Checking for it costs a device synchronisation, so the ops do not check by default:
+the reference propagates NaN, the CUDA kernels write NaN to every output of the affected image
+(the kernels flag it themselves, no host round trip) and the C++ CPU kernels raise
+``RuntimeError`` (they read host memory anyway; the Triton ops raise it too). With the opt-in
+debug check (``SSTKD_CHECK_FINITE=1`` or :func:`set_finite_checks` ``(True)``) every backend
+raises ``ValueError`` at the boundary in eager mode (one sync per call; skipped under
+``torch.compile``). With the check off, the compiled ops (``cpu``, ``cuda``) never read a
+device value on the host in forward or backward (no ``.item()``: CUDA-graph capturable).
+
+Limits: level counts are at most :data:`MAX_LEVELS` (4096, the same constant as ``kMaxLevels``
+in ``csrc/texture_stats_math.h``) on every backend. Batches and channels may be empty
+(``B = 0`` or ``C = 0``: an all-zero pixel vector, ``S = 0``); images need at least one pixel.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ from . import texture_stats_ops as _ops
 from .reference import texture_stats as _ref
 
 _FUSED = ("cpu", "cuda", "triton")  # every op has all fused backends
+
+#: Largest level count (``num_levels``, ``L`` of :func:`qco_1d_tem`) on every backend; the
+#: compiled kernels check the same value (``kMaxLevels`` in ``csrc/texture_stats_math.h``).
+MAX_LEVELS = 4096
+
+set_finite_checks = _checks.set_finite_checks
 
 
 class QCO1d(NamedTuple):
@@ -77,11 +93,15 @@ def _fused_ops(backend: str):
 
 
 def _check_x(fn: str, x: object) -> torch.Tensor:
-    return _checks.check_tensor(fn, "x", x, ndim=4, min_size=(1, 1, 1, 1))
+    return _checks.check_tensor(fn, "x", x, ndim=4, min_size=(None, None, 1, 1))
+
+
+def _check_levels(fn: str, name: str, value: object) -> int:
+    return _checks.check_int(fn, name, value, minimum=1, maximum=MAX_LEVELS)
 
 
 def _check_s_finite(fn: str, s: torch.Tensor) -> None:
-    _checks.check_finite(fn, "x", s, derived="texture intensity")
+    _checks.debug_check_finite(fn, "x", s, derived="texture intensity")
 
 
 def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> QCO1d:
@@ -95,8 +115,8 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
 
     Args:
         x: ``(B, C, H, W)`` float32/float64 feature map.
-        num_levels: L >= 1 (L = 1: one level, mask width ``max S - min S``; the official code
-            fails there).
+        num_levels: 1 <= L <= :data:`MAX_LEVELS` (L = 1: one level, mask width
+            ``max S - min S``; the official code fails there).
         backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
     Returns:
@@ -113,10 +133,10 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
     """
     fn = "qco_1d"
     x = _check_x(fn, x)
-    L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    L = _check_levels(fn, "num_levels", num_levels)
     be = _select(fn, x, backend)
     if be == "reference":
-        _checks.check_finite(fn, "x", x)
+        _checks.debug_check_finite(fn, "x", x)
         return QCO1d(*_ref.qco_1d(x, L))
     ops = _fused_ops(be)
     s = ops.texstat_cos_sim(x, 1)[0]
@@ -150,7 +170,7 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
 
     Args:
         x: ``(B, C, H, W)`` float32/float64.
-        num_levels: L >= 1.
+        num_levels: 1 <= L <= :data:`MAX_LEVELS`.
         scale: S >= 1, must divide the pooled H and W.
         backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
@@ -168,12 +188,12 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
     """
     fn = "qco_2d"
     x = _check_x(fn, x)
-    L = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    L = _check_levels(fn, "num_levels", num_levels)
     S = _checks.check_int(fn, "scale", scale, minimum=1)
     _qco_2d_sizes(fn, x.shape, L, S)
     be = _select(fn, x, backend)
     if be == "reference":
-        _checks.check_finite(fn, "x", x)
+        _checks.debug_check_finite(fn, "x", x)
         return _ref.qco_2d(x, L, S)
     ops = _fused_ops(be)
     xp = _ref.qco_2d_pool(x, L)
@@ -211,10 +231,13 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
         torch.Size([2, 4, 8, 8])
     """
     fn = "qco_1d_tem"
-    f = _checks.check_tensor(fn, "f", f, ndim=3, min_size=(1, 1, 1))
-    cos_sim = _checks.check_tensor(fn, "cos_sim", cos_sim, ndim=3, min_size=(1, 1, 1))
+    f = _checks.check_tensor(fn, "f", f, ndim=3, min_size=(None, None, 1))
+    cos_sim = _checks.check_tensor(fn, "cos_sim", cos_sim, ndim=3, min_size=(None, 1, 1))
     levels = _checks.check_tensor(fn, "levels", levels, ndim=2)
     B, L = f.shape[0], f.shape[2]
+    if L > MAX_LEVELS:
+        raise ValueError(f"{fn}: argument 'f' expected at most {MAX_LEVELS} levels (size of "
+                         f"dimension 2), got shape {tuple(f.shape)}")
     if cos_sim.shape[0] != B or tuple(levels.shape) != (B, L):
         raise ValueError(f"{fn}: argument 'levels' expected shape {(B, L)} and 'cos_sim' batch "
                          f"{B} (from f {tuple(f.shape)}), got levels {tuple(levels.shape)}, "
@@ -222,8 +245,9 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
     if not (f.dtype == cos_sim.dtype == levels.dtype):
         raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
                         f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
+    _checks.check_same_device(fn, {"f": f, "cos_sim": cos_sim, "levels": levels})
     be = _select(fn, f, backend)
-    _checks.check_finite(fn, "cos_sim", cos_sim)
+    _checks.debug_check_finite(fn, "cos_sim", cos_sim)
     if be == "reference":
         return _ref.qco_1d_tem(f, cos_sim, levels)
     ops = _fused_ops(be)
@@ -262,7 +286,8 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
 
     Args:
         x: ``(B, C, H, W)`` float32/float64 feature map.
-        num_levels: N >= 1 (N = 1: ``Q = 0.5``, ``hist = cooc = 1``, zero gradient).
+        num_levels: 1 <= N <= :data:`MAX_LEVELS` (N = 1: ``Q = 0.5``, ``hist = cooc = 1``,
+            zero gradient).
         iters: K >= 0 Lloyd-Max steps (0: STLNet's levels).
         theta: clip fraction in [0, 1]; 1 disables the denoising.
         offsets: non-empty sequence of ``(dy, dx)`` int pairs (STLNet: ``((1, 1),)``; the
@@ -285,13 +310,13 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     """
     fn = "texture_equalize"
     x = _check_x(fn, x)
-    N = _checks.check_int(fn, "num_levels", num_levels, minimum=1)
+    N = _check_levels(fn, "num_levels", num_levels)
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
     be = _select(fn, x, backend)
     if be == "reference":
-        _checks.check_finite(fn, "x", x)
+        _checks.debug_check_finite(fn, "x", x)
         return TextureStats(*_ref.texture_equalize(x, N, K, theta, offs))
     ops = _fused_ops(be)
     s = ops.texstat_cos_sim(x, 1)[0]

@@ -15,7 +15,7 @@ import torch
 from conftest import assert_close
 
 import sstkd_ops
-from sstkd_ops import _backend
+from sstkd_ops import _backend, _checks
 from sstkd_ops.reference import texture_stats as ref
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
@@ -206,9 +206,17 @@ def test_one_level_and_one_pixel(backend):
     assert bool(qco_1d(one, 4, backend=backend).sta.isnan().all())  # constant S
 
 
+@pytest.fixture
+def finite_checks():
+    """The opt-in NaN/Inf checks on for one test (they cost a device sync, off by default)."""
+    previous = _checks.set_finite_checks(True)
+    yield
+    _checks.set_finite_checks(previous)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_non_finite_input_raises(backend, bad):
+def test_non_finite_input_raises(backend, bad, finite_checks):
     x = torch.randn(1, 3, 4, 4)
     x[0, 1, 2, 2] = bad
     with pytest.raises(ValueError, match="finite"):

@@ -119,7 +119,8 @@ def test_opcheck():
     f = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
     s2 = torch.randn(2, 7, dtype=torch.float64, requires_grad=True)
     lv = torch.sort(torch.randn(2, 4, dtype=torch.float64), -1).values.requires_grad_()
-    torch.library.opcheck(ops.texstat_qco_tem.default, (f, s2, lv, torch.full((2,), 0.5)))
+    delta = torch.full((2,), 0.5, dtype=torch.float64)
+    torch.library.opcheck(ops.texstat_qco_tem.default, (f, s2, lv, delta))
     torch.library.opcheck(ops.texstat_dtiem.default, (s, 6, 2, 0.5, [1, 1, 0, -1]))
 
 

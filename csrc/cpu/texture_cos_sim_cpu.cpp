@@ -56,12 +56,9 @@ inline double sum_row(const T* x, const T* w, int64_t n) {
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cpu(const Tensor& x_, int64_t cells) {
-  check_float_cpu(x_, "texstat_cos_sim", "x", 4);
+  cos_sim_args(x_, cells, "texstat_cos_sim", /*cuda=*/false);
   const Tensor x = x_.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), S = cells;
-  TORCH_CHECK(S >= 1 && H % S == 0 && W % S == 0 && H > 0 && W > 0,
-              "texstat_cos_sim: H, W must be positive multiples of cells, got ", x.sizes(),
-              " and cells=", S);
   const int64_t P = H * W, G = S * S, h = H / S, w = W / S;
   Tensor s = at::empty({B, H, W}, x.options());
   Tensor pnorm = at::empty({B, H, W}, x.options());
@@ -135,13 +132,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cpu(const Tensor& x_, int64_t
 Tensor cos_sim_backward_cpu(const Tensor& grad_s_, const Tensor& x_, const Tensor& s_,
                             const Tensor& pnorm_, const Tensor& gunit_, const Tensor& gnorm_,
                             int64_t cells) {
-  check_float_cpu(x_, "texstat_cos_sim_backward", "x", 4);
-  const Tensor x = x_.contiguous(), ds = grad_s_.contiguous().to(x.scalar_type());
+  cos_sim_backward_args(grad_s_, x_, s_, pnorm_, gunit_, gnorm_, cells,
+                        "texstat_cos_sim_backward", /*cuda=*/false);
+  const Tensor x = x_.contiguous(), ds = grad_s_.contiguous();
   const Tensor s = s_.contiguous(), pnorm = pnorm_.contiguous();
   const Tensor gunit = gunit_.contiguous(), gnorm = gnorm_.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), S = cells;
   const int64_t P = H * W, G = S * S, h = H / S, w = W / S;
-  TORCH_CHECK(ds.numel() == B * P, "texstat_cos_sim_backward: grad_s has the wrong size");
   Tensor grad_x = at::empty_like(x);
   Tensor coef = at::empty({2, B, P}, x.options());
   Tensor dgc = at::empty({B, C, G}, x.options().dtype(at::kDouble));

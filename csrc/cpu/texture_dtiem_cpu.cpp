@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -27,6 +28,9 @@ using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CPU helpers (texture_stats_cpu.h)
 
 using at::Tensor;
+
+// The CPU kernels take any number of offsets (the CUDA kernels at most 8).
+constexpr size_t kMaxOffsetPairs = std::numeric_limits<size_t>::max() / 2;
 
 // ----------------------------------------------------------------------------------- DTIEM
 
@@ -54,13 +58,10 @@ void cdf_of(const T* hd, int64_t N, T* cdf) {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cpu(const Tensor& s_, int64_t N,
                                                              int64_t iters, double theta,
                                                              at::IntArrayRef offsets) {
-  check_float_cpu(s_, "texstat_dtiem", "s", 3);
-  TORCH_CHECK(N >= 1 && iters >= 0, "texstat_dtiem: need num_levels >= 1 and iters >= 0");
-  TORCH_CHECK(offsets.size() % 2 == 0, "texstat_dtiem: offsets must be (dy, dx) pairs");
+  dtiem_args(s_, N, iters, theta, offsets, kMaxOffsetPairs, "texstat_dtiem", /*cuda=*/false);
   const Tensor s = s_.contiguous();
   const int64_t B = s.size(0), H = s.size(1), W = s.size(2), P = H * W;
   const int64_t D = static_cast<int64_t>(offsets.size()) / 2;
-  TORCH_CHECK(P > 0, "texstat_dtiem: empty image");
   Tensor Qm = at::empty({B, H, W}, s.options());
   Tensor cooc = at::empty({B, D, N, N}, s.options());
   Tensor hist = at::empty({B, N}, s.options());
@@ -155,11 +156,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cpu(const Tensor& s_, i
 Tensor dtiem_backward_cpu(const Tensor& grad_q_, const Tensor& grad_cooc_,
                           const Tensor& grad_hist_, const Tensor& s_, const Tensor& levels_,
                           const Tensor& raw_, double theta, at::IntArrayRef offsets) {
-  check_float_cpu(s_, "texstat_dtiem_backward", "s", 3);
+  dtiem_backward_args(grad_q_, grad_cooc_, grad_hist_, s_, levels_, raw_, theta, offsets,
+                      kMaxOffsetPairs, "texstat_dtiem_backward", /*cuda=*/false);
   const Tensor s = s_.contiguous(), levels = levels_.contiguous(), raw = raw_.contiguous();
-  const Tensor gq = grad_q_.contiguous().to(s.scalar_type());
-  const Tensor gm = grad_cooc_.contiguous().to(s.scalar_type());
-  const Tensor gh = grad_hist_.contiguous().to(s.scalar_type());
+  const Tensor gq = grad_q_.contiguous(), gm = grad_cooc_.contiguous();
+  const Tensor gh = grad_hist_.contiguous();
   const int64_t B = s.size(0), H = s.size(1), W = s.size(2), P = H * W, N = levels.size(1);
   const int64_t D = static_cast<int64_t>(offsets.size()) / 2;
   Tensor grad_s = at::zeros_like(s);

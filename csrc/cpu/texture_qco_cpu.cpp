@@ -32,11 +32,9 @@ using at::Tensor;
 // ---------------------------------------------------------------- STLNet QCO (1-D / 2-D)
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cpu(const Tensor& s_, int64_t L, bool cooc) {
-  check_float_cpu(s_, "texstat_qco", "s", 3);
-  TORCH_CHECK(L >= 1, "texstat_qco: num_levels must be >= 1, got ", L);
+  qco_args(s_, L, "texstat_qco", /*cuda=*/false);
   const Tensor s = s_.contiguous();
   const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), P = h * w;
-  TORCH_CHECK(P > 0, "texstat_qco: empty groups");
   Tensor levels = at::empty({Gn, L}, s.options());
   Tensor counts = cooc ? at::empty({Gn, L, L}, s.options()) : at::empty({Gn, L}, s.options());
   Tensor sta = at::empty_like(counts);
@@ -98,13 +96,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cpu(const Tensor& s_, int64_t L, 
 Tensor qco_backward_cpu(const Tensor& grad_levels_, const Tensor& grad_sta_, const Tensor& s_,
                         const Tensor& levels_, const Tensor& counts_, const Tensor& extrema_,
                         bool cooc) {
-  check_float_cpu(s_, "texstat_qco_backward", "s", 3);
+  constexpr const char* fn = "texstat_qco_backward";
+  qco_backward_args(grad_levels_, grad_sta_, s_, levels_, counts_, extrema_, cooc, fn, false);
   const Tensor s = s_.contiguous(), levels = levels_.contiguous(), counts = counts_.contiguous();
-  const Tensor gl = grad_levels_.contiguous().to(s.scalar_type());
-  const Tensor gs = grad_sta_.contiguous().to(s.scalar_type());
+  const Tensor gl = grad_levels_.contiguous(), gs = grad_sta_.contiguous();
   const Tensor extrema = extrema_.contiguous();
   const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), P = h * w, L = levels.size(1);
   const int64_t K = cooc ? L * L : L;
+  {  // the extrema index pixels of their group (host memory: no device sync)
+    const int64_t* EX = extrema.data_ptr<int64_t>();
+    for (int64_t i = 0; i < 2 * Gn; ++i)
+      TORCH_CHECK(EX[i] >= 0 && EX[i] < P, fn, ": argument 'extrema' expected pixel indices in "
+                  "[0, ", P, "), got ", EX[i], " at group ", i / 2);
+  }
   Tensor grad_s = at::empty_like(s);
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_backward_cpu", [&] {
     const scalar_t* Sall = s.data_ptr<scalar_t>();
@@ -183,14 +187,10 @@ void tem_codes(const T* S, const T* Q, const T* DL, int64_t B, int64_t P, int64_
 
 Tensor qco_tem_cpu(const Tensor& f_, const Tensor& s_, const Tensor& levels_,
                    const Tensor& delta_) {
-  check_float_cpu(f_, "texstat_qco_tem", "f", 3);
-  const Tensor f = f_.contiguous(), s = s_.contiguous().to(f.scalar_type());
-  const Tensor levels = levels_.contiguous().to(f.scalar_type());
-  const Tensor delta = delta_.contiguous().to(f.scalar_type());
+  qco_tem_args(nullptr, f_, s_, levels_, delta_, "texstat_qco_tem", /*cuda=*/false);
+  const Tensor f = f_.contiguous(), s = s_.contiguous();
+  const Tensor levels = levels_.contiguous(), delta = delta_.contiguous();
   const int64_t B = f.size(0), C = f.size(1), L = f.size(2), P = s.size(1);
-  TORCH_CHECK(s.size(0) == B && levels.size(0) == B && levels.size(1) == L,
-              "texstat_qco_tem: shapes of f ", f.sizes(), ", s ", s.sizes(), ", levels ",
-              levels.sizes(), " do not match");
   Tensor out = at::empty({B, C, P}, f.options());
   Tensor ks = at::empty({B, P, kMaxCodes}, f.options().dtype(at::kInt));
   Tensor rs = at::empty({B, P, kMaxCodes}, f.options());
@@ -221,11 +221,9 @@ Tensor qco_tem_cpu(const Tensor& f_, const Tensor& s_, const Tensor& levels_,
 std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cpu(const Tensor& grad_out_, const Tensor& f_,
                                                         const Tensor& s_, const Tensor& levels_,
                                                         const Tensor& delta_) {
-  check_float_cpu(f_, "texstat_qco_tem_backward", "f", 3);
-  const Tensor f = f_.contiguous(), go = grad_out_.contiguous().to(f.scalar_type());
-  const Tensor s = s_.contiguous().to(f.scalar_type());
-  const Tensor levels = levels_.contiguous().to(f.scalar_type());
-  const Tensor delta = delta_.contiguous().to(f.scalar_type());
+  qco_tem_args(&grad_out_, f_, s_, levels_, delta_, "texstat_qco_tem_backward", false);
+  const Tensor f = f_.contiguous(), go = grad_out_.contiguous(), s = s_.contiguous();
+  const Tensor levels = levels_.contiguous(), delta = delta_.contiguous();
   const int64_t B = f.size(0), C = f.size(1), L = f.size(2), P = s.size(1);
   const int64_t nch = (P + kChunk - 1) / kChunk;
   Tensor grad_f = at::empty_like(f);

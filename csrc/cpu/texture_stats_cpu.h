@@ -1,9 +1,12 @@
 // Shared helpers of the C++ CPU texture-statistics kernels (texture_cos_sim_cpu.cpp,
 // texture_qco_cpu.cpp, texture_dtiem_cpu.cpp; schemas in csrc/texture_stats.cpp): work-item
-// size and argument checks. The per-value quantisation rules and the tolerances shared with the
-// CUDA kernels are in csrc/texture_stats_math.h.
+// size and the finiteness check. The per-value quantisation rules and the tolerances shared
+// with the CUDA kernels are in csrc/texture_stats_math.h, the argument checks shared with them
+// in csrc/texture_stats_checks.h.
 #pragma once
 #include <ATen/ATen.h>
+
+#include "../texture_stats_checks.h"
 
 #include <cmath>
 #include <cstdint>
@@ -11,15 +14,9 @@
 namespace sstkd_texstat {
 namespace detail {
 
-inline constexpr int64_t kChunk = 512;     // pixels per work item of the per-pixel passes
+using namespace sstkd_texstat_checks;  // NOLINT: the argument checks shared with CUDA
 
-inline void check_float_cpu(const at::Tensor& t, const char* fn, const char* name,
-                            int64_t ndim) {
-  TORCH_CHECK(t.device().is_cpu(), fn, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == ndim, fn, ": ", name, " must be ", ndim, "-D, got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, fn, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-}
+inline constexpr int64_t kChunk = 512;     // pixels per work item of the per-pixel passes
 
 template <typename T>
 inline void check_finite_row(const T* s, int64_t P, const char* fn) {

@@ -67,9 +67,9 @@ def stlnet_encoding(s: torch.Tensor, levels: torch.Tensor, delta: torch.Tensor) 
 
 def qco_1d(x: torch.Tensor, num_levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """STLNet QCO_1d, parameter-free part: ``(levels (B, L), sta (B, L), cos_sim (B, H, W))``."""
-    B = x.shape[0]
+    B, _, H, W = x.shape
     cos = cosine_similarity_map(x)
-    s = cos.reshape(B, -1)
+    s = cos.reshape(B, H * W)
     levels, delta = stlnet_levels(s, num_levels)
     quant = stlnet_encoding(s, levels, delta)  # (B, P, L)
     counts = quant.sum(1)
@@ -116,7 +116,8 @@ def qco_1d_delta(cos_sim: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """The (detached) mask width of :func:`qco_1d` recovered from its outputs, ``(B,)``."""
     if levels.shape[-1] > 1:
         return (levels[:, 1] - levels[:, 0]).detach()
-    s = cos_sim.reshape(cos_sim.shape[0], -1).detach()
+    B, H, W = cos_sim.shape
+    s = cos_sim.reshape(B, H * W).detach()
     return s.max(-1).values - s.min(-1).values
 
 
@@ -126,7 +127,7 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor) -> 
     ``E`` is QCO_1d's masked code of ``cos_sim (B, H, W)`` against ``levels (B, L)``.
     """
     B, H, W = cos_sim.shape
-    quant = stlnet_encoding(cos_sim.reshape(B, -1), levels, qco_1d_delta(cos_sim, levels))
+    quant = stlnet_encoding(cos_sim.reshape(B, H * W), levels, qco_1d_delta(cos_sim, levels))
     return torch.bmm(f, quant.transpose(1, 2)).reshape(B, f.shape[1], H, W)
 
 
