@@ -54,13 +54,13 @@ def main() -> None:
     probe = run([python(), "-c", PROBE], args.out / "probe.log", 60)
     line = [ln for ln in probe["tail"].splitlines() if ln.startswith("{")]
     info = json.loads(line[-1]) if line else {}
+    figures["extension"] = info.get("extension")
+    figures["extension_with_cuda"] = info.get("extension_with_cuda")
+    figures["backends"] = info.get("backends")
     try:
         figures["_build.json"] = json.loads((REPO / "sstkd_ops" / "_build.json").read_text())
     except (OSError, ValueError):
         figures["_build.json"] = None
-    figures["extension"] = info.get("extension")
-    figures["extension_with_cuda"] = info.get("extension_with_cuda")
-    figures["backends"] = info.get("backends")
     ok = bool(info.get("extension")) and (bool(info.get("extension_with_cuda")) or args.dry_run)
     if not ok:
         notes.append("what this installation can run:\n" + tail(args.out / "sstkd_ops_info.txt")

@@ -91,7 +91,8 @@ def _key_figures(rows: list[dict]) -> dict:
             continue
         case = f"{r['op']} {size}" + (f" N={r['N']}" if r.get("N") else "")
         out.setdefault(case, {})[r["backend"]] = {
-            "ms": float(r["median_ms"]), "frac_of_copy_bw": r.get("frac_of_copy_bw")}
+            "ms": float(r["median_ms"]),
+            "frac_of_copy_bw": float(r["frac_of_copy_bw"]) if r.get("frac_of_copy_bw") else None}
     return out
 
 
