@@ -100,6 +100,23 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         const int64_t ncoef = sep ? std::max(c[14] + l1, c[16] + l2) : c[14] + l1 * l2;
         TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && ncoef <= n_coefs, "sstkd_ops::linear_program:"
                     " instruction ", q, ": filter coefficients out of range");
+        if (sep) {
+          const int64_t need = sep_scratch_numel(c);
+          TORCH_CHECK((c[3] >> kSpaceShift) == 2, "sstkd_ops::linear_program: instruction ",
+                      q, ": the separable scratch must be in the workspace");
+          bounds.check(q, "scratch", c[3], need);
+          // the scratch may not overlap the operands (same space only for the workspace)
+          const int64_t lo = c[3] & kOffsetMask, hi = lo + need;
+          const int64_t big = Hs * Ws, small = Ho * Wo;
+          const int64_t operands[2][2] = {{c[1], transposed ? big : small},
+                                          {c[2], transposed ? small : big}};
+          for (const auto& operand : operands) {
+            const int64_t off = operand[0] & kOffsetMask, len = operand[1];
+            TORCH_CHECK((operand[0] >> kSpaceShift) != 2 || off + len <= lo || hi <= off,
+                        "sstkd_ops::linear_program: instruction ", q, ": the separable "
+                        "scratch overlaps an operand");
+          }
+        }
         break;
       }
       default:
@@ -109,26 +126,89 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
   }
 }
 
-int64_t sep_scratch_numel(const int64_t* instr, int64_t n_instr) {
-  int64_t need = 1;
-  for (int64_t q = 0; q < n_instr; ++q) {
-    const int64_t* c = instr + q * kInstrCols;
-    const int64_t op = c[0] & ~kAccumulate;
-    if (op == kSepCorr) need = std::max(need, ((c[8] - 1) * c[10] + c[15]) * c[9]);
-    if (op == kSepCorrT) need = std::max(need, c[8] * ((c[9] - 1) * c[12] + c[17]));
-  }
-  return need;
+void check_program_args(const char* where, const at::Tensor& x, const at::Tensor& instr,
+                        const at::Tensor& tables, const at::Tensor& coefs, int64_t out_numel,
+                        int64_t ws_numel, const at::Tensor& adj_instr,
+                        const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
+                        int64_t adj_ws_numel) {
+  TORCH_CHECK(x.dim() == 2, where, ": x must be (planes, numel), got sizes ", x.sizes());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, where,
+              ": x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(x.size(1) <= kOffsetMask, where, ": x has too many values per plane (",
+              x.size(1), ")");
+  const auto check_program = [&](const char* prefix, const at::Tensor& i, const at::Tensor& t,
+                                 const at::Tensor& c) {
+    TORCH_CHECK(i.scalar_type() == at::kLong && i.dim() == 2 && i.size(1) == kInstrCols,
+                where, ": ", prefix, "instr must be int64 (n, ", kInstrCols, "), got ",
+                i.scalar_type(), " ", i.sizes());
+    TORCH_CHECK(t.scalar_type() == at::kInt && t.dim() == 1 && t.numel() >= 1, where, ": ",
+                prefix, "tables must be a non-empty 1-D int32 tensor, got ", t.scalar_type(),
+                " ", t.sizes());
+    TORCH_CHECK(c.scalar_type() == at::kDouble && c.dim() == 1 && c.numel() >= 1, where,
+                ": ", prefix, "coefs must be a non-empty 1-D float64 tensor, got ",
+                c.scalar_type(), " ", c.sizes());
+    for (const at::Tensor* arg : {&i, &t, &c}) {
+      TORCH_CHECK(arg->device() == x.device(), where, ": every tensor must be on x's device (",
+                  x.device(), "), got ", prefix, "instr/tables/coefs on ", arg->device());
+    }
+  };
+  check_program("", instr, tables, coefs);
+  check_program("adj_", adj_instr, adj_tables, adj_coefs);
+  TORCH_CHECK(out_numel >= 0 && out_numel <= kOffsetMask && ws_numel >= 0 &&
+                  ws_numel <= kOffsetMask && adj_ws_numel >= 0 && adj_ws_numel <= kOffsetMask,
+              where, ": out_numel, ws_numel and adj_ws_numel must be in [0, 2**40), got ",
+              out_numel, ", ", ws_numel, ", ", adj_ws_numel);
 }
+
+namespace {
+
+// sstkd_ops::linear_program_check: validate_program on host tensors; returns nothing.
+void linear_program_check(const at::Tensor& instr, const at::Tensor& tables,
+                          const at::Tensor& coefs, int64_t in_numel, int64_t out_numel,
+                          int64_t ws_numel) {
+  const char* where = "sstkd_ops::linear_program_check";
+  TORCH_CHECK(instr.device().is_cpu() && tables.device().is_cpu() && coefs.device().is_cpu(),
+              where, ": instr, tables and coefs must be CPU tensors (checked once per program "
+              "on the host), got ", instr.device(), ", ", tables.device(), ", ",
+              coefs.device());
+  TORCH_CHECK(instr.scalar_type() == at::kLong && instr.dim() == 2 &&
+                  instr.size(1) == kInstrCols,
+              where, ": instr must be int64 (n, ", kInstrCols, "), got ", instr.scalar_type(),
+              " ", instr.sizes());
+  TORCH_CHECK(tables.scalar_type() == at::kInt && tables.dim() == 1, where,
+              ": tables must be 1-D int32, got ", tables.scalar_type(), " ", tables.sizes());
+  TORCH_CHECK(coefs.scalar_type() == at::kDouble && coefs.dim() == 1, where,
+              ": coefs must be 1-D float64, got ", coefs.scalar_type(), " ", coefs.sizes());
+  TORCH_CHECK(in_numel >= 0 && in_numel <= kOffsetMask && out_numel >= 0 &&
+                  out_numel <= kOffsetMask && ws_numel >= 0 && ws_numel <= kOffsetMask,
+              where, ": sizes must be in [0, 2**40), got ", in_numel, ", ", out_numel, ", ",
+              ws_numel);
+  const auto ic = instr.contiguous();
+  const auto tc = tables.contiguous();
+  validate_program(ic.data_ptr<int64_t>(), ic.size(0), tc.data_ptr<int32_t>(), tc.numel(),
+                   coefs.numel(), in_numel, out_numel, ws_numel);
+}
+
+}  // namespace
 
 }  // namespace sstkd
 
 TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
   // x: (P, in_numel) planes; returns (P, out_numel). `instr` (n, 18) int64, `tables` int32,
-  // `coefs` float64 (cast to x's dtype by the kernel), `ws_numel` workspace elements per plane.
+  // `coefs` float64 (cast to x's dtype by the kernel), all on x's device and validated by
+  // linear_program_check; `ws_numel` workspace elements per plane (with the scratch).
   // The adj_* arguments describe the transpose program; kernels ignore them, autograd runs
   // them as the backward (and the forward program as the backward of that).
   m.def(
       "linear_program(Tensor x, Tensor instr, Tensor tables, Tensor coefs, int out_numel, "
       "int ws_numel, Tensor adj_instr, Tensor adj_tables, Tensor adj_coefs, int adj_ws_numel) "
       "-> Tensor");
+  // Checks a program's tables (CPU tensors) once: operands, geometry, every table entry.
+  m.def(
+      "linear_program_check(Tensor instr, Tensor tables, Tensor coefs, int in_numel, "
+      "int out_numel, int ws_numel) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
+  m.impl("linear_program_check", &sstkd::linear_program_check);
 }

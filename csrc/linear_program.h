@@ -11,7 +11,17 @@
 // 1 = the plane's output, 2 = the workspace. Instruction rows (int64) have kInstrCols columns:
 //   0 op, 1 dst, 2 srcA, 3 srcB, 4 n, 5 table offset, 6 Hs, 7 Ws, 8 Ho, 9 Wo,
 //   10 s1, 11 p1, 12 s2, 13 p2, 14 coef offset 1, 15 len 1, 16 coef offset 2, 17 len 2
+// kSepCorr / kSepCorrT: srcB (column 3) is the workspace scratch region of the separable
+// pass's intermediate. kScatterAdd: column 6 is the largest source count of a destination.
+//
+// Validation: validate_program() checks a program's operands, geometry and every table
+// entry; sstkd_ops::linear_program_check runs it once per program on the host. The kernels
+// re-check only what costs no table scan (argument metadata, and on CUDA each operand and
+// table entry in-kernel, where a bad one is skipped, never dereferenced), so that a call
+// needs no copy of the tables to the host.
 #pragma once
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 
 #include "hostdevice.h"
@@ -71,7 +81,19 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
                       int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
                       int64_t ws_numel);
 
-// Scratch elements per plane that the separable passes need (max over kSepCorr/kSepCorrT).
-int64_t sep_scratch_numel(const int64_t* instr, int64_t n_instr);
+// Elements of the separable pass's intermediate of kSepCorr / kSepCorrT row `c`.
+SSTKD_HD int64_t sep_scratch_numel(const int64_t* c) {
+  const int64_t op = c[0] & ~kAccumulate;
+  if (op == kSepCorr) return ((c[8] - 1) * c[10] + c[15]) * c[9];
+  return c[8] * ((c[9] - 1) * c[12] + c[17]);
+}
+
+// TORCH_CHECKs of every argument of sstkd_ops::linear_program that need no table scan:
+// dtypes, dims, devices (all on x's), sizes. `where` names the kernel in messages.
+void check_program_args(const char* where, const at::Tensor& x, const at::Tensor& instr,
+                        const at::Tensor& tables, const at::Tensor& coefs, int64_t out_numel,
+                        int64_t ws_numel, const at::Tensor& adj_instr,
+                        const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
+                        int64_t adj_ws_numel);
 
 }  // namespace sstkd

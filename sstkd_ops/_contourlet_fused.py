@@ -34,9 +34,8 @@ def contourlet_apply(x: torch.Tensor, op: str, shapes: list[int], pfilt: str, df
     if x.shape[1] != prog.in_numel:
         raise ValueError(f"contourlet_apply: x has {x.shape[1]} values per plane, the program "
                          f"expects {prog.in_numel}")
-    instr, tables, coefs = packed_on(prog, x.device, backend == "triton")
-    return raw_kernel(backend)(x.contiguous(), instr, tables, coefs, prog.out_numel,
-                               prog.ws_numel)
+    instr, tables, coefs, ws_total = packed_on(prog, x.device)
+    return raw_kernel(backend)(x.contiguous(), instr, tables, coefs, prog.out_numel, ws_total)
 
 
 @contourlet_apply.register_fake
@@ -64,7 +63,7 @@ def _apply(op: str, inputs: Sequence[torch.Tensor], backend: str, pfilt: str = "
     b, c = inputs[0].shape[:2]
     shapes = [int(s) for t in inputs for s in t.shape[-2:]]
     planes = b * c
-    flat = [t.reshape(planes, -1) for t in inputs]
+    flat = [t.reshape(planes, t.shape[-2] * t.shape[-1]) for t in inputs]
     x = flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
     out = contourlet_apply(x, op, shapes, pfilt, dfilt, list(nlevs), backend, False)
     pairs = [(shapes[i], shapes[i + 1]) for i in range(0, len(shapes), 2)]

@@ -283,10 +283,17 @@ class Program:
         return Program(self.out_numel, self.in_numel, self.ws_numel, out)
 
     @functools.cached_property
-    def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(instr int64 (n, 18), tables int32, coefs float64)`` for the kernels."""
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """``(instr int64 (n, 18), tables int32, coefs float64, ws_total)`` for the kernels.
+
+        The row layout is documented in ``csrc/linear_program.h``. The separable passes'
+        intermediate is a workspace region after the program's own (operand in column 3), so
+        ``ws_total`` (the kernels' workspace per plane) is ``ws_numel`` plus the largest one;
+        a scatter-add's column 6 holds its largest number of sources per destination.
+        """
         rows, tables, coefs = [], [], []
-        t_off = c_off = 0
+        t_off = c_off = scratch = 0
+        scratch_operand = (WS << SPACE_SHIFT) | self.ws_numel
         for ins in self.instrs:
             row = [0] * N_COLS
             row[0] = ins.op
@@ -311,6 +318,7 @@ class Program:
                 col = valid[torch.argsort(targets, stable=True)]
                 row[4] = n_dst
                 row[5] = t_off
+                row[6] = int(counts.max()) if n_dst else 0
                 tables += [rowptr.to(torch.int32), col.to(torch.int32)]
                 t_off += n_dst + 1 + col.numel()
             elif base in (ZERO, AXPBY, AXPY):
@@ -320,6 +328,12 @@ class Program:
                 if base in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
                     row[6], row[7], row[8], row[9] = src.h, src.w, res.h, res.w
             row[10:14] = ins.stride
+            if base == SEP_CORR:
+                row[3] = scratch_operand
+                scratch = max(scratch, ((res.h - 1) * ins.stride[0] + len(ins.f1)) * res.w)
+            elif base == SEP_CORR_T:
+                row[3] = scratch_operand
+                scratch = max(scratch, res.h * ((res.w - 1) * ins.stride[2] + len(ins.f2)))
             row[14], row[15] = c_off, (ins.kshape[0] if base in (CORR2D, CORR2D_T)
                                        else len(ins.f1))
             coefs.extend(ins.f1)
@@ -332,7 +346,7 @@ class Program:
         instr = torch.tensor(rows, dtype=torch.int64).view(-1, N_COLS)
         table = torch.cat(tables) if tables else torch.zeros(1, dtype=torch.int32)
         coef = torch.tensor(coefs if coefs else [0.0], dtype=torch.float64)
-        return instr, table, coef
+        return instr, table, coef, self.ws_numel + scratch
 
 
 def run_torch(program: Program, x: torch.Tensor) -> torch.Tensor:

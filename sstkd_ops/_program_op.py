@@ -58,12 +58,31 @@ def _register_compiled() -> bool:
     return True
 
 
+def validate(program: Program) -> None:
+    """Check ``program``'s packed tables once, on the host (operand ranges, filter geometry,
+    every index-table entry); the kernels then trust them on every call, which is what keeps
+    a call free of host synchronisation. Needs the compiled extension; without it (a
+    Triton-only install) the builder's own checks are all there is."""
+    if _backend.extension() is None:
+        return
+    instr, tables, coefs, ws_total = program.packed
+    torch.ops.sstkd_ops.linear_program_check(instr, tables, coefs, program.in_numel,
+                                             program.out_numel, ws_total)
+
+
+@functools.cache
+def _validated(program: Program) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    validate(program)
+    return program.packed
+
+
 @functools.lru_cache(maxsize=256)
-def packed_on(program: Program, device: torch.device, instr_on_host: bool):
-    """The program's ``(instr, tables, coefs)`` on ``device`` (``instr`` kept on the host for
-    the Triton launcher, which reads it to launch one kernel per instruction)."""
-    instr, tables, coefs = program.packed
-    return (instr if instr_on_host else instr.to(device)), tables.to(device), coefs.to(device)
+def packed_on(program: Program, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The validated program's ``(instr, tables, coefs, ws_total)``, tensors on ``device``
+    (copied once per program and device; :func:`validate` runs once per program)."""
+    instr, tables, coefs, ws_total = _validated(program)
+    return instr.to(device), tables.to(device), coefs.to(device), ws_total
 
 
 def raw_kernel(backend: str):
@@ -91,13 +110,12 @@ def run_program(x: torch.Tensor, program: Program, adjoint: Program, backend: st
     Differentiable (any order); the backward runs ``adjoint`` with the same backend.
     """
     if backend == "triton":
-        op, on_host = torch.ops.sstkd_ops.linear_program_triton, True
+        op = torch.ops.sstkd_ops.linear_program_triton
     else:
         if not _register_compiled():
             raise _backend.BackendUnavailableError(
                 f"linear programs need the compiled extension ({_backend.extension_error()})")
-        op, on_host = torch.ops.sstkd_ops.linear_program, False
-    fi, ft, fc = packed_on(program, x.device, on_host)
-    ai, at, ac = packed_on(adjoint, x.device, on_host)
-    return op(x.contiguous(), fi, ft, fc, program.out_numel, program.ws_numel, ai, at, ac,
-              adjoint.ws_numel)
+        op = torch.ops.sstkd_ops.linear_program
+    fi, ft, fc, fws = packed_on(program, x.device)
+    ai, at, ac, aws = packed_on(adjoint, x.device)
+    return op(x.contiguous(), fi, ft, fc, program.out_numel, fws, ai, at, ac, aws)

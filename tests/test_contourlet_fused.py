@@ -172,3 +172,52 @@ def test_cuda_at_sstkd_size(dtype):
     if "cuda" not in BACKENDS:
         pytest.skip("extension built without CUDA kernels")
     _check_pdfb("cuda", (2, 64, 128, 128), "9-7", "pkva", (3, 3), dtype)
+
+
+def _forbid_host_reads(monkeypatch):
+    """Make every Python-level read of a tensor's value on the host fail."""
+    def refuse(name):
+        def method(self, *args, **kwargs):
+            raise AssertionError(f"host synchronisation: Tensor.{name} called")
+        return method
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_cached_program_calls_do_not_sync_and_validate_once(backend, monkeypatch):
+    if backend == "cpu" and "cpu" not in BACKENDS or backend == "triton" and not TRITON:
+        pytest.skip(f"backend {backend} not available here")
+    from sstkd_ops import _program_op
+    from sstkd_ops.triton import linear_program as triton_lp
+    validated, launches = [], []
+    real_validate, real_kernel = _program_op.validate, triton_lp._program_kernel
+
+    class CountingKernel:
+        def __getitem__(self, grid):
+            launches.append(grid)
+            return real_kernel[grid]
+
+    monkeypatch.setattr(_program_op, "validate", lambda p: (validated.append(p),
+                                                             real_validate(p)))
+    monkeypatch.setattr(triton_lp, "_program_kernel", CountingKernel())
+    _program_op.packed_on.cache_clear()
+    _program_op._validated.cache_clear()
+    x = torch.randn(1, 1, 16, 16, device=_device(backend), requires_grad=True)
+
+    def forward_backward():
+        out = _flat(*sstkd_ops.pdfb_dec(x, "9-7", "pkva", (0, 2), backend=backend))
+        counts = [len(launches)]
+        (g,) = torch.autograd.grad(out, x, [torch.ones_like(t) for t in out])
+        return counts + [len(launches)], g
+
+    _, g_first = forward_backward()  # traces, validates and caches the program and adjoint
+    before = len(launches)
+    with monkeypatch.context() as m:
+        _forbid_host_reads(m)
+        counts, g = forward_backward()
+    torch.testing.assert_close(g, g_first, rtol=0, atol=0)
+    assert len(validated) == 2  # the program and its adjoint, once each
+    if backend == "triton":  # one launch per forward, one per backward
+        assert counts == [before + 1, before + 2]

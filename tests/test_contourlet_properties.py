@@ -215,3 +215,39 @@ def test_float32_autograd_runs():
     low, bands = C.pdfb_dec(x, nlevs=(1, 2))
     (low.square().sum() + sum(b.square().sum() for lev in bands for b in lev)).backward()
     assert x.grad is not None and x.grad.dtype == torch.float32
+
+
+def _backends_here() -> list[str]:
+    from sstkd_ops import _backend
+
+    names = ["reference"]
+    if _backend.has_cpu_kernels():
+        names.append("cpu")
+    if _backend.has_triton() and _backend.triton_interpreted():
+        names.append("triton")
+    return names
+
+
+@pytest.mark.parametrize("backend", _backends_here())
+@pytest.mark.parametrize("b, c", [(0, 2), (2, 0)])
+def test_empty_batch_or_channels_agree_across_backends(backend, b, c):
+    x = torch.randn(b, c, 16, 16, requires_grad=True)
+    low, bands = C.pdfb_dec(x, "9-7", "pkva", (0, 2), backend=backend)
+    ref_low, ref_bands = C.pdfb_dec(x, "9-7", "pkva", (0, 2), backend="reference")
+    flat = [low] + [t for level in bands for t in level]
+    ref = [ref_low] + [t for level in ref_bands for t in level]
+    assert [t.shape for t in flat] == [t.shape for t in ref]
+    assert all(t.shape[:2] == (b, c) and t.numel() == 0 for t in flat)
+    (g,) = torch.autograd.grad(flat, x, [torch.ones_like(t) for t in flat])
+    assert g.shape == x.shape
+    rec = C.pdfb_rec(low, bands, "9-7", "pkva", backend=backend)
+    assert rec.shape == x.shape
+    coarse, detail = C.lp_dec(x, backend=backend)
+    assert (coarse.shape, detail.shape) == ((b, c, 8, 8), (b, c, 16, 16))
+    (g,) = torch.autograd.grad([coarse, detail], x, [torch.ones_like(coarse),
+                                                     torch.ones_like(detail)])
+    assert g.shape == x.shape
+    dfb = C.dfb_dec(x, "pkva", 2, backend=backend)
+    assert [t.shape for t in dfb] == [(b, c, 8, 8)] * 4
+    (g,) = torch.autograd.grad(dfb, x, [torch.ones_like(t) for t in dfb])
+    assert g.shape == x.shape

@@ -104,12 +104,11 @@ def test_compiled_op_passes_opcheck():
 
     prog = _random_program(6, 7, seed=4)
     adj = prog.adjoint()
-    fi, ft, fc = packed_on(prog, torch.device("cpu"), False)
-    ai, at, ac = packed_on(adj, torch.device("cpu"), False)
+    fi, ft, fc, fws = packed_on(prog, torch.device("cpu"))
+    ai, at, ac, aws = packed_on(adj, torch.device("cpu"))
     x = torch.randn(2, prog.in_numel, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.sstkd_ops.linear_program,
-                          (x, fi, ft, fc, prog.out_numel, prog.ws_numel, ai, at, ac,
-                           adj.ws_numel))
+                          (x, fi, ft, fc, prog.out_numel, fws, ai, at, ac, aws))
 
 
 @needs_ext
@@ -120,23 +119,118 @@ def test_no_state_is_kept_without_grad():
     assert y.grad_fn is None and not y.requires_grad
 
 
-@needs_ext
-@pytest.mark.parametrize("corrupt", ["opcode", "offset", "table"])
-def test_malformed_program_raises_instead_of_crashing(corrupt):
+def _packed_copy(prog):
     from sstkd_ops._program_op import packed_on
 
+    instr, tables, coefs, ws_total = packed_on(prog, torch.device("cpu"))
+    return instr.clone(), tables.clone(), coefs.clone(), ws_total
+
+
+@needs_ext
+@pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr"])
+def test_malformed_program_raises_instead_of_crashing(corrupt):
     prog = _random_program(6, 7, seed=6)
-    fi, ft, fc = (t.clone() for t in packed_on(prog, torch.device("cpu"), False))
+    fi, ft, fc, ws = _packed_copy(prog)
     if corrupt == "opcode":
         fi[0, 0] = 99
     elif corrupt == "offset":
         fi[0, 1] = (2 << 40) + 10**6
-    else:
+    elif corrupt == "table":
         ft[0] = 10**6
+    elif corrupt == "scratch":  # the separable pass's intermediate must not leave the workspace
+        q = int(torch.nonzero(fi[:, 0] == 3)[0])
+        fi[q, 3] = (2 << 40) + ws
+    else:  # a scatter-add's CSR must be monotone
+        q = int(torch.nonzero(fi[:, 0] == 1)[0])
+        ft[int(fi[q, 5]) + 1] = -5
     x = torch.randn(2, prog.in_numel)
     with pytest.raises(RuntimeError, match="sstkd_ops::linear_program"):
-        torch.ops.sstkd_ops.linear_program(x, fi, ft, fc, prog.out_numel, prog.ws_numel,
-                                           fi, ft, fc, prog.ws_numel)
+        torch.ops.sstkd_ops.linear_program(x, fi, ft, fc, prog.out_numel, ws, fi, ft, fc, ws)
+    with pytest.raises(RuntimeError, match="sstkd_ops::linear_program"):
+        torch.ops.sstkd_ops.linear_program_check(fi, ft, fc, prog.in_numel, prog.out_numel, ws)
+
+
+def _bad_arguments(x, fi, ft, fc, out_numel, ws):
+    """(name, arguments) pairs, each with one bad argument of sstkd_ops::linear_program."""
+    good = [x, fi, ft, fc, out_numel, ws, fi, ft, fc, ws]
+    cases = {
+        "x int": {0: x.to(torch.int32)},
+        "x 1-D": {0: x.flatten()},
+        "x 3-D": {0: x[None]},
+        "instr int32": {1: fi.to(torch.int32)},
+        "instr columns": {1: fi[:, :17]},
+        "instr 1-D": {1: fi.flatten()},
+        "tables int64": {2: ft.to(torch.int64)},
+        "tables 2-D": {2: ft[None]},
+        "tables empty": {2: ft[:0]},
+        "coefs float32": {3: fc.to(torch.float32)},
+        "coefs empty": {3: fc[:0]},
+        "out_numel negative": {4: -1},
+        "ws_numel negative": {5: -1},
+        "ws_numel huge": {5: 1 << 41},
+        "adj_instr columns": {6: fi[:, :3]},
+        "adj_tables float": {7: ft.double()},
+        "adj_ws_numel negative": {9: -3},
+        "ws too small": {5: 1},
+        "out too small": {4: 1},
+    }
+    for name, change in cases.items():
+        args = list(good)
+        for i, v in change.items():
+            args[i] = v
+        yield name, args
+
+
+@needs_ext
+def test_every_argument_is_checked():
+    prog = _random_program(6, 7, seed=6)
+    fi, ft, fc, ws = _packed_copy(prog)
+    x = torch.randn(2, prog.in_numel)
+    for name, args in _bad_arguments(x, fi, ft, fc, prog.out_numel, ws):
+        try:
+            torch.ops.sstkd_ops.linear_program(*args)
+        except RuntimeError as e:
+            assert "sstkd_ops::linear_program" in str(e), (name, str(e))
+        else:
+            pytest.fail(f"sstkd_ops::linear_program accepted a bad argument ({name})")
+    # the reference arguments themselves are accepted
+    torch.ops.sstkd_ops.linear_program(x, fi, ft, fc, prog.out_numel, ws, fi, ft, fc, ws)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_every_argument_is_checked_on_cuda():
+    if not _backend.has_cuda_kernels():
+        pytest.skip("extension built without CUDA kernels")
+    prog = _random_program(6, 7, seed=6)
+    fi, ft, fc, ws = (t.cuda() if torch.is_tensor(t) else t for t in _packed_copy(prog))
+    x = torch.randn(2, prog.in_numel, device="cuda")
+    for name, args in _bad_arguments(x, fi, ft, fc, prog.out_numel, ws):
+        if name in ("ws too small", "out too small"):
+            continue  # checked once per program (linear_program_check), not per call
+        with pytest.raises(RuntimeError, match="sstkd_ops::linear_program"):
+            torch.ops.sstkd_ops.linear_program(*args)
+    for i in (1, 2, 3, 6, 7, 8):  # every tensor on x's device
+        args = [x, fi, ft, fc, prog.out_numel, ws, fi, ft, fc, ws]
+        args[i] = args[i].cpu()
+        with pytest.raises(RuntimeError, match="sstkd_ops::linear_program"):
+            torch.ops.sstkd_ops.linear_program(*args)
+
+
+@needs_ext
+def test_validation_runs_once_per_program(monkeypatch):
+    from sstkd_ops import _program_op
+
+    prog = _random_program(5, 6, seed=11)
+    adj = prog.adjoint()
+    calls = []
+    real = _program_op.validate
+    monkeypatch.setattr(_program_op, "validate", lambda p: (calls.append(p), real(p)))
+    x = torch.randn(2, prog.in_numel, dtype=torch.float64, requires_grad=True)
+    for _ in range(3):
+        y = run_compiled(x, prog, adj)
+        torch.autograd.grad(y.sum(), x)
+    assert [id(p) for p in calls] == [id(prog), id(adj)]
 
 
 @needs_triton

@@ -110,7 +110,7 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
 
 template <typename T>
 void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, const T* coefs,
-               const PlaneSpaces<T>& sp, T* tmp) {
+               const PlaneSpaces<T>& sp) {
   for (int64_t q = 0; q < n_instr; ++q) {
     const int64_t* c = instr + q * kInstrCols;
     const bool acc = (c[0] & kAccumulate) != 0;
@@ -143,11 +143,11 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
         break;
       case kSepCorr:
         sep_corr(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
-                 coefs + c[16], c[17], tmp, acc);
+                 coefs + c[16], c[17], sp.ptr(c[3]), acc);
         break;
       case kSepCorrT:
         sep_corr_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
-                   coefs + c[16], c[17], tmp);
+                   coefs + c[16], c[17], sp.ptr(c[3]));
         break;
       case kAxpby: {
         const T* b = sp.ptr(c[3]);
@@ -177,45 +177,34 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
 
 at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
                               const at::Tensor& tables, const at::Tensor& coefs,
-                              int64_t out_numel, int64_t ws_numel, const at::Tensor&,
-                              const at::Tensor&, const at::Tensor&, int64_t) {
-  TORCH_CHECK(x.dim() == 2, "sstkd_ops::linear_program: x must be (planes, numel), got ",
-              x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "sstkd_ops::linear_program: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(instr.scalar_type() == at::kLong && instr.dim() == 2 &&
-                  instr.size(1) == kInstrCols,
-              "sstkd_ops::linear_program: instr must be int64 (n, ", kInstrCols, "), got ",
-              instr.scalar_type(), " ", instr.sizes());
-  TORCH_CHECK(tables.scalar_type() == at::kInt, "sstkd_ops::linear_program: tables must be "
-              "int32, got ", tables.scalar_type());
-  TORCH_CHECK(coefs.scalar_type() == at::kDouble, "sstkd_ops::linear_program: coefs must be "
-              "float64, got ", coefs.scalar_type());
-  TORCH_CHECK(out_numel >= 0 && ws_numel >= 0, "sstkd_ops::linear_program: negative sizes");
+                              int64_t out_numel, int64_t ws_numel, const at::Tensor& adj_instr,
+                              const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
+                              int64_t adj_ws_numel) {
+  check_program_args("sstkd_ops::linear_program (CPU)", x, instr, tables, coefs, out_numel,
+                     ws_numel, adj_instr, adj_tables, adj_coefs, adj_ws_numel);
   const auto xc = x.contiguous();
-  const auto ic = instr.contiguous().cpu();
-  const auto tc = tables.contiguous().cpu();
+  const auto ic = instr.contiguous();
+  const auto tc = tables.contiguous();
   const int64_t planes = xc.size(0);
   const int64_t in_numel = xc.size(1);
   auto out = at::empty({planes, out_numel}, xc.options());
   if (planes == 0) return out;
   const int64_t n_instr = ic.size(0);
   const int64_t* ip = ic.data_ptr<int64_t>();
+  // On the host the full check is a plain scan (no device copy): cheap next to the planes.
   validate_program(ip, n_instr, tc.data_ptr<int32_t>(), tc.numel(), coefs.numel(), in_numel,
                    out_numel, ws_numel);
-  const int64_t tmp_n = sep_scratch_numel(ip, n_instr);
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cpu", [&] {
-    const auto cc = coefs.contiguous().cpu().to(xc.scalar_type());
+    const auto cc = coefs.contiguous().to(xc.scalar_type());
     const scalar_t* cp = cc.data_ptr<scalar_t>();
     const int32_t* tp = tc.data_ptr<int32_t>();
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> ws(static_cast<size_t>(ws_numel) + 1);
-      std::vector<scalar_t> tmp(static_cast<size_t>(tmp_n));
       for (int64_t p = begin; p < end; ++p) {
         PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
-        run_plane<scalar_t>(ip, n_instr, tp, cp, sp, tmp.data());
+        run_plane<scalar_t>(ip, n_instr, tp, cp, sp);
       }
     });
   });

@@ -1,10 +1,18 @@
 // CUDA kernel of sstkd_ops::linear_program.
 //
 // Persistent blocks: block b runs the whole program on planes b, b + gridDim.x, ... with its
-// own slice of a global workspace (intermediates of one plane stay hot in L2). Threads of a
-// block split each instruction's outputs; __syncthreads() separates instructions. Every
-// transpose is evaluated in gather form (each output sums its own inputs), so there are no
-// atomics and results are deterministic.
+// own slice of a global workspace, reused from plane to plane. Threads of a block split each
+// instruction's outputs; __syncthreads() separates instructions. Every transpose is
+// evaluated in gather form (each output sums its own inputs), so there are no atomics and
+// results are deterministic.
+//
+// Decomposition: one plane's working set is its workspace (ws_numel, the separable scratch
+// included). The grid is sized so that the live workspaces fit the L2: one block per SM at
+// least (kThreads = 512 threads, 16 warps), up to 4 per SM while they fit half the L2 (for
+// a 128x128 pdfb_dec backward, ~444 KB per plane in float32: 132 blocks, ~59 MB on an H200,
+// against 528 blocks and ~234 MB before). Nothing is copied to the host: the program was
+// validated once (linear_program_check); here each instruction's operands and each table
+// entry are re-checked on the device and a bad one is skipped, never dereferenced.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -12,34 +20,96 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
 
 #include "../linear_program.h"
 
 namespace sstkd {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;
 
+
+// Sizes of the three address spaces and of the tables, for the in-kernel checks.
+struct Limits {
+  int64_t space[3];
+  int64_t n_tables, n_coefs;
+  // [operand, operand + numel) lies in its space
+  __device__ bool fits(int64_t operand, int64_t numel) const {
+    const int64_t sp = operand >> kSpaceShift, off = operand & kOffsetMask;
+    return sp >= 0 && sp <= 2 && numel >= 0 && off + numel <= space[sp];
+  }
+  __device__ int64_t room(int64_t operand) const {
+    return space[operand >> kSpaceShift] - (operand & kOffsetMask);
+  }
+};
+
+// Operands, geometry and coefficient ranges of row c (the table entries are checked where
+// they are read). Every thread computes the same answer, so a skipped instruction skips
+// its __syncthreads() in every thread alike.
+__device__ bool instruction_ok(const int64_t* c, const Limits& lim) {
+  const int64_t op = c[0] & ~kAccumulate;
+  const int64_t n = c[4];
+  if ((c[1] >> kSpaceShift) == 0 || c[14] < 0 || c[16] < 0) return false;
+  switch (op) {
+    case kGather:
+      return lim.fits(c[1], n) && lim.fits(c[2], 0) && c[5] >= 0 && c[5] + n <= lim.n_tables;
+    case kScatterAdd:
+      return lim.fits(c[1], n) && lim.fits(c[2], 0) && c[5] >= 0 &&
+             c[5] + n + 1 <= lim.n_tables;
+    case kZero:
+      return lim.fits(c[1], n);
+    case kAxpby:
+    case kAxpy:
+      return lim.fits(c[1], n) && lim.fits(c[2], n) && c[14] < lim.n_coefs &&
+             (op == kAxpy || (lim.fits(c[3], n) && c[16] < lim.n_coefs));
+    case kSepCorr:
+    case kSepCorrT:
+    case kCorr2d:
+    case kCorr2dT: {
+      const bool transposed = (op == kSepCorrT || op == kCorr2dT);
+      const bool sep = (op == kSepCorr || op == kSepCorrT);
+      const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
+      const int64_t l1 = c[15], l2 = c[17];
+      if (!(Ho >= 1 && Wo >= 1 && c[10] >= 1 && c[12] >= 1 && c[11] >= 0 && c[13] >= 0 &&
+            l1 >= 1 && l2 >= 1 && (Ho - 1) * c[10] + c[11] + l1 <= Hs &&
+            (Wo - 1) * c[12] + c[13] + l2 <= Ws))
+        return false;
+      if (!lim.fits(c[1], transposed ? Hs * Ws : Ho * Wo) ||
+          !lim.fits(c[2], transposed ? Ho * Wo : Hs * Ws))
+        return false;
+      if (!sep) return c[14] + l1 * l2 <= lim.n_coefs;
+      return c[14] + l1 <= lim.n_coefs && c[16] + l2 <= lim.n_coefs &&
+             (c[3] >> kSpaceShift) == 2 && lim.fits(c[3], sep_scratch_numel(c));
+    }
+    default:
+      return false;
+  }
+}
 
 template <typename T>
-__device__ void run_instruction(const int64_t* c, const int32_t* tables, const T* coefs,
-                                const PlaneSpaces<T>& sp, T* tmp) {
+__device__ void run_instruction(const int64_t* c, const int32_t* tables,
+                                const double* coefs, const PlaneSpaces<T>& sp,
+                                const Limits& lim) {
   const bool acc = (c[0] & kAccumulate) != 0;
   const int64_t op = c[0] & ~kAccumulate;
   T* dst = sp.ptr(c[1]);
   const T* a = sp.ptr(c[2]);
+  T* tmp = sp.ptr(c[3]);
   const int64_t n = c[4];
   const int64_t Ws = c[7], Ho = c[8], Wo = c[9];
   const int64_t s1 = c[10], p1 = c[11], s2 = c[12], p2 = c[13];
-  const T* f1 = coefs + c[14];
-  const T* f2 = coefs + c[16];
+  const double* f1 = coefs + c[14];
+  const double* f2 = coefs + c[16];
   const int64_t l1 = c[15], l2 = c[17];
   switch (op) {
     case kGather: {
       const int32_t* tab = tables + c[5];
+      const int64_t room = lim.room(c[2]);
       for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
         const int32_t t = tab[k];
-        const T v = t >= 0 ? a[t] : T(0);
+        const T v = (t >= 0 && t < room) ? a[t] : T(0);
         dst[k] = acc ? dst[k] + v : v;
       }
       break;
@@ -47,9 +117,16 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
     case kScatterAdd: {
       const int32_t* rowptr = tables + c[5];
       const int32_t* col = rowptr + n + 1;
+      const int64_t room = lim.room(c[2]);
+      const int64_t n_col = lim.n_tables - (c[5] + n + 1);
       for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
         T s = T(0);
-        for (int32_t j = rowptr[k]; j < rowptr[k + 1]; ++j) s += a[col[j]];
+        const int64_t lo = rowptr[k] < 0 ? 0 : rowptr[k];
+        const int64_t hi = rowptr[k + 1] > n_col ? n_col : rowptr[k + 1];
+        for (int64_t j = lo; j < hi; ++j) {
+          const int32_t t = col[j];
+          if (t >= 0 && t < room) s += a[t];
+        }
         dst[k] += s;
       }
       break;
@@ -59,12 +136,12 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
       break;
     case kAxpby: {
       const T* b = sp.ptr(c[3]);
-      const T alpha = f1[0], beta = f2[0];
+      const T alpha = static_cast<T>(f1[0]), beta = static_cast<T>(f2[0]);
       for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] = alpha * a[k] + beta * b[k];
       break;
     }
     case kAxpy: {
-      const T alpha = f1[0];
+      const T alpha = static_cast<T>(f1[0]);
       for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] += alpha * a[k];
       break;
     }
@@ -74,14 +151,14 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
         const int64_t r = e / Wo, j = e % Wo;
         const T* s = a + (r + p1) * Ws + p2 + j * s2;
         T v = T(0);
-        for (int64_t b = 0; b < l2; ++b) v += f2[b] * s[b];
+        for (int64_t b = 0; b < l2; ++b) v += static_cast<T>(f2[b]) * s[b];
         tmp[e] = v;
       }
       __syncthreads();
       for (int64_t e = threadIdx.x; e < Ho * Wo; e += blockDim.x) {
         const int64_t i = e / Wo, j = e % Wo;
         T v = T(0);
-        for (int64_t q = 0; q < l1; ++q) v += f1[q] * tmp[(i * s1 + q) * Wo + j];
+        for (int64_t q = 0; q < l1; ++q) v += static_cast<T>(f1[q]) * tmp[(i * s1 + q) * Wo + j];
         dst[e] = acc ? dst[e] + v : v;
       }
       break;
@@ -95,7 +172,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
         T v = T(0);
         for (int64_t b = cc % s2; b < l2; b += s2) {
           const int64_t j = (cc - b) / s2;
-          if (cc >= b && j < Wo) v += f2[b] * a[i * Wo + j];
+          if (cc >= b && j < Wo) v += static_cast<T>(f2[b]) * a[i * Wo + j];
         }
         tmp[e] = v;
       }
@@ -105,7 +182,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
         T v = T(0);
         for (int64_t q = r % s1; q < l1; q += s1) {
           const int64_t i = (r - q) / s1;
-          if (r >= q && i < Ho) v += f1[q] * tmp[i * wspan + cc];
+          if (r >= q && i < Ho) v += static_cast<T>(f1[q]) * tmp[i * wspan + cc];
         }
         dst[(r + p1) * Ws + p2 + cc] += v;
       }
@@ -117,7 +194,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
         T v = T(0);
         for (int64_t q = 0; q < l1; ++q) {
           const T* s = a + (i * s1 + q + p1) * Ws + p2 + j * s2;
-          for (int64_t b = 0; b < l2; ++b) v += f1[q * l2 + b] * s[b];
+          for (int64_t b = 0; b < l2; ++b) v += static_cast<T>(f1[q * l2 + b]) * s[b];
         }
         dst[e] = acc ? dst[e] + v : v;
       }
@@ -134,7 +211,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
           if (r < q || i >= Ho) continue;
           for (int64_t b = cc % s2; b < l2; b += s2) {
             const int64_t j = (cc - b) / s2;
-            if (cc >= b && j < Wo) v += f1[q * l2 + b] * a[i * Wo + j];
+            if (cc >= b && j < Wo) v += static_cast<T>(f1[q * l2 + b]) * a[i * Wo + j];
           }
         }
         dst[(r + p1) * Ws + p2 + cc] += v;
@@ -142,68 +219,78 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables, const T
       break;
     }
     default:
-      break;  // validated on the host
+      break;  // instruction_ok refused it
   }
 }
 
 template <typename T>
-__global__ void linear_program_kernel(const T* __restrict__ x, T* __restrict__ out,
-                                      T* __restrict__ ws_all, const int64_t* __restrict__ instr,
-                                      int64_t n_instr, const int32_t* __restrict__ tables,
-                                      const T* __restrict__ coefs, int64_t planes,
-                                      int64_t in_numel, int64_t out_numel, int64_t ws_stride,
-                                      int64_t ws_numel) {
-  T* ws = ws_all + static_cast<int64_t>(blockIdx.x) * ws_stride;
-  T* tmp = ws + ws_numel;
+__global__ void __launch_bounds__(kThreads)
+    linear_program_kernel(const T* __restrict__ x, T* __restrict__ out, T* __restrict__ ws_all,
+                          const int64_t* __restrict__ instr, int64_t n_instr,
+                          const int32_t* __restrict__ tables, const double* __restrict__ coefs,
+                          int64_t planes, Limits lim) {
+  const int64_t in_numel = lim.space[0], out_numel = lim.space[1];
+  T* ws = ws_all + static_cast<int64_t>(blockIdx.x) * lim.space[2];
   for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
     PlaneSpaces<T> sp{x + p * in_numel, out + p * out_numel, ws};
     for (int64_t q = 0; q < n_instr; ++q) {
-      run_instruction<T>(instr + q * kInstrCols, tables, coefs, sp, tmp);
+      const int64_t* c = instr + q * kInstrCols;
+      if (instruction_ok(c, lim)) run_instruction<T>(c, tables, coefs, sp, lim);
       __syncthreads();
     }
   }
 }
 
+// SM count and L2 bytes of a device, read once per device.
+struct DeviceShape {
+  int sms = 0;
+  int l2_bytes = 0;
+};
+
+DeviceShape device_shape(int device) {
+  static std::mutex mutex;
+  static std::unordered_map<int, DeviceShape> cache;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(device);
+  if (it != cache.end()) return it->second;
+  DeviceShape shape;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&shape.sms, cudaDevAttrMultiProcessorCount, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&shape.l2_bytes, cudaDevAttrL2CacheSize, device));
+  cache.emplace(device, shape);
+  return shape;
+}
+
 at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
                                const at::Tensor& tables, const at::Tensor& coefs,
-                               int64_t out_numel, int64_t ws_numel, const at::Tensor&,
-                               const at::Tensor&, const at::Tensor&, int64_t) {
-  TORCH_CHECK(x.is_cuda() && x.dim() == 2, "sstkd_ops::linear_program (CUDA): x must be a "
-              "(planes, numel) CUDA tensor, got ", x.sizes(), " on ", x.device());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "sstkd_ops::linear_program (CUDA): x must be float32 or float64, got ",
-              x.scalar_type());
-  TORCH_CHECK(instr.scalar_type() == at::kLong && instr.dim() == 2 &&
-                  instr.size(1) == kInstrCols,
-              "sstkd_ops::linear_program (CUDA): instr must be int64 (n, ", kInstrCols, ")");
-  TORCH_CHECK(tables.scalar_type() == at::kInt && coefs.scalar_type() == at::kDouble,
-              "sstkd_ops::linear_program (CUDA): tables must be int32 and coefs float64");
+                               int64_t out_numel, int64_t ws_numel, const at::Tensor& adj_instr,
+                               const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
+                               int64_t adj_ws_numel) {
+  TORCH_CHECK(x.is_cuda(), "sstkd_ops::linear_program (CUDA): x must be a CUDA tensor, got ",
+              x.device());
+  check_program_args("sstkd_ops::linear_program (CUDA)", x, instr, tables, coefs, out_numel,
+                     ws_numel, adj_instr, adj_tables, adj_coefs, adj_ws_numel);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
-  const auto instr_cpu = instr.to(at::kCPU).contiguous();
-  const auto tables_cpu = tables.to(at::kCPU).contiguous();
-  validate_program(instr_cpu.data_ptr<int64_t>(), instr_cpu.size(0),
-                   tables_cpu.data_ptr<int32_t>(), tables_cpu.numel(), coefs.numel(),
-                   xc.size(1), out_numel, ws_numel);
-  const auto instr_dev = instr.to(x.device()).contiguous();
-  const auto tables_dev = tables.to(x.device()).contiguous();
+  const auto ic = instr.contiguous();
+  const auto tc = tables.contiguous();
+  const auto cc = coefs.contiguous();
   const int64_t planes = xc.size(0);
   auto out = at::empty({planes, out_numel}, xc.options());
-  if (planes == 0 || instr_cpu.size(0) == 0) return out;
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
-                                        x.device().index()));
-  const int64_t blocks = std::min<int64_t>(planes, static_cast<int64_t>(sms) * 4);
-  const int64_t ws_stride =
-      ws_numel + sep_scratch_numel(instr_cpu.data_ptr<int64_t>(), instr_cpu.size(0));
-  auto ws = at::empty({blocks, ws_stride}, xc.options());
+  if (planes == 0 || ic.size(0) == 0) return out;
+  // Blocks: every SM busy, and up to 4 per SM while the live workspaces fit half the L2.
+  const DeviceShape shape = device_shape(x.device().index());
+  const int64_t ws_bytes = std::max<int64_t>(ws_numel, 1) * xc.element_size();
+  const int64_t fit = (static_cast<int64_t>(shape.l2_bytes) / 2) / ws_bytes;
+  const int64_t blocks = std::min<int64_t>(
+      planes, std::max<int64_t>(shape.sms, std::min<int64_t>(fit, int64_t(4) * shape.sms)));
+  auto ws = at::empty({blocks, std::max<int64_t>(ws_numel, 1)}, xc.options());
+  const Limits lim{{xc.size(1), out_numel, ws_numel}, tc.numel(), cc.numel()};
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cuda", [&] {
-    const auto coefs_dev = coefs.to(x.device(), xc.scalar_type()).contiguous();
     linear_program_kernel<scalar_t>
         <<<static_cast<unsigned>(blocks), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
             xc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>(),
-            instr_dev.data_ptr<int64_t>(), instr_cpu.size(0), tables_dev.data_ptr<int32_t>(),
-            coefs_dev.data_ptr<scalar_t>(), planes, xc.size(1), out_numel, ws_stride, ws_numel);
+            ic.data_ptr<int64_t>(), ic.size(0), tc.data_ptr<int32_t>(),
+            cc.data_ptr<double>(), planes, lim);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

@@ -1,11 +1,22 @@
-"""Triton kernels that run linear programs (see :mod:`sstkd_ops._linear_program`).
+"""Triton kernel that runs linear programs (see :mod:`sstkd_ops._linear_program`).
 
-One launch per instruction, over a grid of (planes, output blocks); every transpose is
-evaluated in gather form, so nothing uses atomics and results are deterministic. Runs on CUDA
-tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (used by the tests).
+One launch per call: each program instance takes planes ``pid, pid + grid, ...`` and runs the
+whole instruction list on each, one instruction after the other, with a block barrier
+between instructions (like the CUDA kernel, ``csrc/cuda/linear_program_cuda.cu``); its
+workspace row is reused from plane to plane. The instruction table, index tables and
+coefficients stay on the device and are read by the kernel, so a call does no host
+synchronisation and can be captured in a CUDA graph. Every transpose is evaluated in gather
+form, so nothing uses atomics and results are deterministic. Runs on CUDA tensors, and on CPU
+tensors under ``TRITON_INTERPRET=1`` (used by the tests).
+
+Intermediates (the output and workspace rows) are read with ``cache_modifier=".cg"`` (L2, not
+the per-SM L1): a value another thread of the block stored before the barrier is then always
+seen.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -18,6 +29,7 @@ from .._linear_program import (
     CORR2D,
     CORR2D_T,
     GATHER,
+    N_COLS,
     SCATTER_ADD,
     SEP_CORR,
     SEP_CORR_T,
@@ -26,173 +38,199 @@ from .._linear_program import (
 )
 
 BLOCK = 256
-_MASK = (1 << SPACE_SHIFT) - 1
+NUM_WARPS = 4
+# opcodes as compile-time constants of the kernel
+_GATHER = tl.constexpr(GATHER)
+_SCATTER_ADD = tl.constexpr(SCATTER_ADD)
+_ZERO = tl.constexpr(ZERO)
+_SEP_CORR = tl.constexpr(SEP_CORR)
+_SEP_CORR_T = tl.constexpr(SEP_CORR_T)
+_AXPBY = tl.constexpr(AXPBY)
+_CORR2D = tl.constexpr(CORR2D)
+_CORR2D_T = tl.constexpr(CORR2D_T)
+_AXPY = tl.constexpr(AXPY)
+_ACCUMULATE = tl.constexpr(ACCUMULATE)
 
 
 @triton.jit
-def _gather_kernel(dst, d_off, d_stride, src, s_off, s_stride, tab, t_off, n,
-                   ACC: tl.constexpr, BLOCK: tl.constexpr):
-    p = tl.program_id(0)
-    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = k < n
-    idx = tl.load(tab + t_off + k, mask=m, other=-1)
-    v = tl.load(src + p * s_stride + s_off + idx, mask=m & (idx >= 0), other=0.0)
-    dptr = dst + p * d_stride + d_off + k
-    if ACC:
-        v += tl.load(dptr, mask=m, other=0.0)
-    tl.store(dptr, v, mask=m)
+def _load(x_p, o_p, w_p, space, off, m):
+    """Values at ``off`` of address space ``space`` (0 input, 1 output, 2 workspace)."""
+    vx = tl.load(x_p + off, mask=m & (space == 0), other=0.0)
+    vo = tl.load(o_p + off, mask=m & (space == 1), other=0.0, cache_modifier=".cg")
+    vw = tl.load(w_p + off, mask=m & (space == 2), other=0.0, cache_modifier=".cg")
+    return tl.where(space == 0, vx, tl.where(space == 1, vo, vw))
 
 
 @triton.jit
-def _gather_sum_kernel(dst, d_off, d_stride, src, s_off, s_stride, tab, t_off, n, max_deg,
-                       BLOCK: tl.constexpr):
-    p = tl.program_id(0)
-    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = k < n
-    start = tl.load(tab + t_off + k, mask=m, other=0)
-    stop = tl.load(tab + t_off + k + 1, mask=m, other=0)
-    col = tab + t_off + n + 1
-    dptr = dst + p * d_stride + d_off + k
-    acc = tl.load(dptr, mask=m, other=0.0)
-    total = tl.zeros_like(acc)
-    for j in range(0, max_deg):
-        mj = m & (start + j < stop)
-        c = tl.load(col + start + j, mask=mj, other=0)
-        total += tl.load(src + p * s_stride + s_off + c, mask=mj, other=0.0)
-    tl.store(dptr, acc + total, mask=m)
+def _store(o_p, w_p, space, off, v, m):
+    tl.store(o_p + off, v, mask=m & (space == 1))
+    tl.store(w_p + off, v, mask=m & (space == 2))
 
 
 @triton.jit
-def _axpby_kernel(dst, d_off, d_stride, a, a_off, a_stride, b, b_off, b_stride, coefs, ca, cb,
-                  n, MODE: tl.constexpr, BLOCK: tl.constexpr):
-    # MODE 0: dst = alpha a + beta b;  MODE 1: dst += alpha a;  MODE 2: dst = 0
-    p = tl.program_id(0)
-    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = k < n
-    dptr = dst + p * d_stride + d_off + k
-    if MODE == 2:
-        tl.store(dptr, tl.zeros([BLOCK], dtype=dst.dtype.element_ty), mask=m)
-    else:
-        alpha = tl.load(coefs + ca)
-        va = tl.load(a + p * a_stride + a_off + k, mask=m, other=0.0)
-        if MODE == 0:
-            beta = tl.load(coefs + cb)
-            vb = tl.load(b + p * b_stride + b_off + k, mask=m, other=0.0)
-            tl.store(dptr, alpha * va + beta * vb, mask=m)
-        else:
-            tl.store(dptr, tl.load(dptr, mask=m, other=0.0) + alpha * va, mask=m)
+def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel, out_numel,
+                    ws_numel, COLS: tl.constexpr, SHIFT: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    lane = tl.arange(0, BLOCK)
+    zero = tl.zeros([BLOCK], dtype=out.dtype.element_ty)
+    wide = tl.full([], 0, tl.int64)  # plane offsets in 64 bits
+    w_p = ws + (wide + pid) * ws_numel
+    for p in range(pid, planes, tl.num_programs(0)):
+        x_p = x + (wide + p) * in_numel
+        o_p = out + (wide + p) * out_numel
+        for q in range(0, n_instr):
+            row = instr + q * COLS
+            code = tl.load(row)
+            op = code & (_ACCUMULATE - 1)
+            acc = (code & _ACCUMULATE) != 0
+            dst = tl.load(row + 1)
+            d_sp = dst >> SHIFT
+            d_off = dst & ((1 << SHIFT) - 1)
+            src = tl.load(row + 2)
+            a_sp = src >> SHIFT
+            a_off = src & ((1 << SHIFT) - 1)
+            n = tl.load(row + 4)
+            t_off = tl.load(row + 5)
+            c1 = tl.load(row + 14)
+            c2 = tl.load(row + 16)
+            if op == _GATHER:  # dst[k] (+)= a[table[k]], -1 reads zero
+                for s in range(0, n, BLOCK):
+                    k = s + lane
+                    m = k < n
+                    idx = tl.load(tables + t_off + k, mask=m, other=-1)
+                    v = _load(x_p, o_p, w_p, a_sp, a_off + idx, m & (idx >= 0))
+                    old = _load(x_p, o_p, w_p, d_sp, d_off + k, m & acc)
+                    _store(o_p, w_p, d_sp, d_off + k, tl.where(acc, v + old, v), m)
+            elif op == _SCATTER_ADD:  # as a gather-sum over the CSR of the inverse table
+                max_deg = tl.load(row + 6)
+                col = tables + t_off + n + 1
+                for s in range(0, n, BLOCK):
+                    k = s + lane
+                    m = k < n
+                    start = tl.load(tables + t_off + k, mask=m, other=0)
+                    stop = tl.load(tables + t_off + k + 1, mask=m, other=0)
+                    old = _load(x_p, o_p, w_p, d_sp, d_off + k, m)
+                    total = zero
+                    for j in range(0, max_deg):
+                        mj = m & (start + j < stop)
+                        c = tl.load(col + start + j, mask=mj, other=0)
+                        total += _load(x_p, o_p, w_p, a_sp, a_off + c, mj)
+                    _store(o_p, w_p, d_sp, d_off + k, old + total, m)
+            elif op == _ZERO:
+                for s in range(0, n, BLOCK):
+                    k = s + lane
+                    _store(o_p, w_p, d_sp, d_off + k, zero, k < n)
+            elif (op == _AXPBY) | (op == _AXPY):  # dst = alpha a + beta b;  dst += alpha a
+                b_op = tl.load(row + 3)
+                b_sp = b_op >> SHIFT
+                b_off = b_op & ((1 << SHIFT) - 1)
+                alpha = tl.load(coefs + c1).to(out.dtype.element_ty)
+                beta = tl.load(coefs + tl.where(op == _AXPBY, c2, c1))
+                beta = beta.to(out.dtype.element_ty)
+                for s in range(0, n, BLOCK):
+                    k = s + lane
+                    m = k < n
+                    va = _load(x_p, o_p, w_p, a_sp, a_off + k, m)
+                    if op == _AXPBY:
+                        vb = _load(x_p, o_p, w_p, b_sp, b_off + k, m)
+                        v = alpha * va + beta * vb
+                    else:
+                        v = _load(x_p, o_p, w_p, d_sp, d_off + k, m) + alpha * va
+                    _store(o_p, w_p, d_sp, d_off + k, v, m)
+            elif (op == _SEP_CORR) | (op == _CORR2D):  # strided valid correlation
+                sep = op == _SEP_CORR
+                w_src = tl.load(row + 7)
+                ho = tl.load(row + 8)
+                wo = tl.load(row + 9)
+                s1 = tl.load(row + 10)
+                p1 = tl.load(row + 11)
+                s2 = tl.load(row + 12)
+                p2 = tl.load(row + 13)
+                l1 = tl.load(row + 15)
+                l2 = tl.load(row + 17)
+                for s in range(0, ho * wo, BLOCK):
+                    e = s + lane
+                    m = e < ho * wo
+                    base = a_off + (e // wo * s1 + p1) * w_src + e % wo * s2 + p2
+                    total = zero
+                    for a in range(0, l1):
+                        part = zero
+                        for b in range(0, l2):
+                            w = tl.load(coefs + tl.where(sep, c2 + b, c1 + a * l2 + b))
+                            part += w.to(out.dtype.element_ty) * _load(
+                                x_p, o_p, w_p, a_sp, base + a * w_src + b, m)
+                        scale = tl.load(coefs + c1 + a).to(out.dtype.element_ty)
+                        total += tl.where(sep, part * scale, part)
+                    old = _load(x_p, o_p, w_p, d_sp, d_off + e, m & acc)
+                    _store(o_p, w_p, d_sp, d_off + e, tl.where(acc, total + old, total), m)
+            elif (op == _SEP_CORR_T) | (op == _CORR2D_T):  # transposes, in gather form
+                sep = op == _SEP_CORR_T
+                w_dst = tl.load(row + 7)
+                ho = tl.load(row + 8)
+                wo = tl.load(row + 9)
+                s1 = tl.load(row + 10)
+                p1 = tl.load(row + 11)
+                s2 = tl.load(row + 12)
+                p2 = tl.load(row + 13)
+                l1 = tl.load(row + 15)
+                l2 = tl.load(row + 17)
+                wspan = (wo - 1) * s2 + l2
+                span = ((ho - 1) * s1 + l1) * wspan
+                for s in range(0, span, BLOCK):
+                    e = s + lane
+                    m = e < span
+                    r = e // wspan
+                    c = e % wspan
+                    total = zero
+                    for a in range(0, l1):
+                        i = (r - a) // s1
+                        ok_a = (r >= a) & ((r - a) % s1 == 0) & (i < ho)
+                        for b in range(0, l2):
+                            jj = (c - b) // s2
+                            ok = m & ok_a & (c >= b) & ((c - b) % s2 == 0) & (jj < wo)
+                            wa = tl.load(coefs + tl.where(sep, c1 + a, c1 + a * l2 + b))
+                            wb = tl.load(coefs + c2 + b)
+                            w = tl.where(sep, wa.to(out.dtype.element_ty)
+                                         * wb.to(out.dtype.element_ty),
+                                         wa.to(out.dtype.element_ty))
+                            total += w * _load(x_p, o_p, w_p, a_sp, a_off + i * wo + jj, ok)
+                    off = d_off + (r + p1) * w_dst + c + p2
+                    _store(o_p, w_p, d_sp, off, _load(x_p, o_p, w_p, d_sp, off, m) + total, m)
+            tl.debug_barrier()
 
 
-@triton.jit
-def _corr_kernel(dst, d_off, d_stride, src, s_off, s_stride, coefs, c1, l1, c2, l2,
-                 ws_, ho, wo, s1, p1, s2, p2, SEP: tl.constexpr, ACC: tl.constexpr,
-                 BLOCK: tl.constexpr):
-    # dst[i, j] (+)= sum_a sum_b K[a, b] src[s1 i + p1 + a, s2 j + p2 + b]
-    p = tl.program_id(0)
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = e < ho * wo
-    i = e // wo
-    j = e % wo
-    base = src + p * s_stride + s_off + (i * s1 + p1) * ws_ + j * s2 + p2
-    acc = tl.zeros([BLOCK], dtype=dst.dtype.element_ty)
-    for a in range(0, l1):
-        row = tl.zeros([BLOCK], dtype=dst.dtype.element_ty)
-        for b in range(0, l2):
-            if SEP:
-                w = tl.load(coefs + c2 + b)
-            else:
-                w = tl.load(coefs + c1 + a * l2 + b)
-            row += w * tl.load(base + a * ws_ + b, mask=m, other=0.0)
-        if SEP:
-            row = row * tl.load(coefs + c1 + a)
-        acc += row
-    dptr = dst + p * d_stride + d_off + e
-    if ACC:
-        acc += tl.load(dptr, mask=m, other=0.0)
-    tl.store(dptr, acc, mask=m)
+@functools.cache
+def _device_limits(index: int) -> tuple[int, int]:
+    props = torch.cuda.get_device_properties(index)
+    return props.multi_processor_count, int(getattr(props, "L2_cache_size", 50 << 20))
 
 
-@triton.jit
-def _corr_t_kernel(dst, d_off, d_stride, src, s_off, s_stride, coefs, c1, l1, c2, l2,
-                   ws_, ho, wo, s1, p1, s2, p2, SEP: tl.constexpr, BLOCK: tl.constexpr):
-    # transpose of _corr_kernel in gather form: each touched dst element sums its sources
-    p = tl.program_id(0)
-    hspan = (ho - 1) * s1 + l1
-    wspan = (wo - 1) * s2 + l2
-    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    m = e < hspan * wspan
-    r = e // wspan
-    c = e % wspan
-    acc = tl.zeros([BLOCK], dtype=dst.dtype.element_ty)
-    for a in range(0, l1):
-        i = (r - a) // s1
-        ok_a = (r >= a) & ((r - a) % s1 == 0) & (i < ho)
-        for b in range(0, l2):
-            jj = (c - b) // s2
-            ok = m & ok_a & (c >= b) & ((c - b) % s2 == 0) & (jj < wo)
-            if SEP:
-                w = tl.load(coefs + c1 + a) * tl.load(coefs + c2 + b)
-            else:
-                w = tl.load(coefs + c1 + a * l2 + b)
-            acc += w * tl.load(src + p * s_stride + s_off + i * wo + jj, mask=ok, other=0.0)
-    dptr = dst + p * d_stride + d_off + (r + p1) * ws_ + c + p2
-    acc += tl.load(dptr, mask=m, other=0.0)
-    tl.store(dptr, acc, mask=m)
+def grid_size(planes: int, ws_bytes: int, device: torch.device) -> int:
+    """Program instances for ``planes`` planes: on a GPU, enough to fill every SM, and no more
+    than keep all live workspaces within about half of the L2 (at most 8 per SM); under the
+    interpreter, one per plane."""
+    if device.type != "cuda":
+        return planes
+    sms, l2 = _device_limits(device.index if device.index is not None else
+                             torch.cuda.current_device())
+    fit = (l2 // 2) // max(ws_bytes, 1)
+    return max(1, min(planes, max(sms, min(8 * sms, fit))))
 
 
 def run(x: torch.Tensor, instr: torch.Tensor, tables: torch.Tensor, coefs: torch.Tensor,
         out_numel: int, ws_numel: int) -> torch.Tensor:
-    """Run a packed program on planes ``x (P, in_numel)``; ``instr`` is a CPU tensor."""
+    """Run a packed, validated program (``instr``, ``tables``, ``coefs`` on ``x``'s device,
+    see :func:`sstkd_ops._program_op.packed_on`) on planes ``x (P, in_numel)``."""
     planes = x.shape[0]
     x = x.contiguous()
     out = x.new_empty((planes, out_numel))
-    ws = x.new_empty((planes, max(ws_numel, 1)))
-    if planes == 0:
+    if planes == 0 or instr.shape[0] == 0:
         return out
-    coefs = coefs.to(device=x.device, dtype=x.dtype)
-    tables = tables.to(x.device)
-    spaces = (x, out, ws)
-    strides = (x.shape[1], out_numel, ws.shape[1])
-    rows = instr.tolist()
-    degrees = {}
-    for row in rows:
-        op, acc = row[0] & ~ACCUMULATE, bool(row[0] & ACCUMULATE)
-        d_sp, d_off = row[1] >> SPACE_SHIFT, row[1] & _MASK
-        a_sp, a_off = row[2] >> SPACE_SHIFT, row[2] & _MASK
-        b_sp, b_off = row[3] >> SPACE_SHIFT, row[3] & _MASK
-        n = row[4]
-        dst, d_st = spaces[d_sp], strides[d_sp]
-        src, s_st = spaces[a_sp], strides[a_sp]
-        if op in (GATHER, SCATTER_ADD, ZERO, AXPBY, AXPY):
-            grid = (planes, triton.cdiv(max(n, 1), BLOCK))
-        if op == GATHER:
-            _gather_kernel[grid](dst, d_off, d_st, src, a_off, s_st, tables, row[5], n,
-                                 ACC=acc, BLOCK=BLOCK)
-        elif op == SCATTER_ADD:
-            key = (row[5], n)
-            if key not in degrees:
-                rowptr = tables[row[5]:row[5] + n + 1]
-                degrees[key] = int((rowptr[1:] - rowptr[:-1]).max()) if n else 0
-            _gather_sum_kernel[grid](dst, d_off, d_st, src, a_off, s_st, tables, row[5], n,
-                                     degrees[key], BLOCK=BLOCK)
-        elif op in (ZERO, AXPBY, AXPY):
-            mode = {AXPBY: 0, AXPY: 1, ZERO: 2}[op]
-            _axpby_kernel[grid](dst, d_off, d_st, src, a_off, s_st, spaces[b_sp], b_off,
-                                strides[b_sp], coefs, row[14], row[16], n, MODE=mode,
-                                BLOCK=BLOCK)
-        elif op in (SEP_CORR, CORR2D):
-            ho, wo = row[8], row[9]
-            grid = (planes, triton.cdiv(ho * wo, BLOCK))
-            _corr_kernel[grid](dst, d_off, d_st, src, a_off, s_st, coefs, row[14], row[15],
-                               row[16], row[17], row[7], ho, wo, *row[10:14],
-                               SEP=op == SEP_CORR, ACC=acc, BLOCK=BLOCK)
-        elif op in (SEP_CORR_T, CORR2D_T):
-            ho, wo = row[8], row[9]
-            span = ((ho - 1) * row[10] + row[15]) * ((wo - 1) * row[12] + row[17])
-            grid = (planes, triton.cdiv(span, BLOCK))
-            _corr_t_kernel[grid](dst, d_off, d_st, src, a_off, s_st, coefs, row[14], row[15],
-                                 row[16], row[17], row[7], ho, wo, *row[10:14],
-                                 SEP=op == SEP_CORR_T, BLOCK=BLOCK)
-        else:
-            raise ValueError(f"linear program (triton): unknown opcode {row[0]}")
+    grid = grid_size(planes, ws_numel * x.element_size(), x.device)
+    ws = x.new_empty((grid, max(ws_numel, 1)))
+    _program_kernel[(grid,)](x, out, ws, instr, instr.shape[0], tables, coefs, planes,
+                             x.shape[1], out_numel, ws.shape[1], COLS=N_COLS,
+                             SHIFT=SPACE_SHIFT, BLOCK=BLOCK, num_warps=NUM_WARPS)
     return out
+
+
