@@ -130,15 +130,14 @@ __global__ void grad_x_kernel(const T* __restrict__ x, const T* __restrict__ a,
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_t cells) {
-  check_cuda(x_, "texstat_cos_sim", "x");
-  TORCH_CHECK(x_.dim() == 4, "texstat_cos_sim: x must be 4-D, got ", x_.sizes());
+  constexpr const char* fn = "texstat_cos_sim";
+  cos_sim_args(x_, cells, fn, /*cuda=*/true);
   const DeviceScope scope(x_);
   const Tensor x = x_.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), S = cells;
-  TORCH_CHECK(S >= 1 && H % S == 0 && W % S == 0 && H > 0 && W > 0,
-              "texstat_cos_sim: H, W must be positive multiples of cells, got ", x.sizes(),
-              " and cells=", S);
   const int64_t P = H * W, G = S * S;
+  const unsigned rows = grid_blocks(B * C, 1, fn), cells_grid = grid_blocks(B * G, 128, fn);
+  const unsigned pixels = grid_blocks(B * P, 256, fn);
   Tensor s = at::empty({B, H, W}, x.options());
   Tensor pnorm = at::empty({B, H, W}, x.options());
   Tensor gunit = at::empty({B, G, C}, x.options());
@@ -146,17 +145,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_
   Tensor sums = at::empty({B, C, G}, x.options().dtype(at::kDouble));
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "texstat_cos_sim_cuda", [&] {
-    row_cell_sum_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), nullptr, sums.data_ptr<double>(), C, H, W, S);
-    check_launch("texstat_cos_sim");
-    gunit_kernel<scalar_t><<<ceil_div(B * G, 128), 128, 0, stream>>>(
-        sums.data_ptr<double>(), gunit.data_ptr<scalar_t>(), gnorm.data_ptr<scalar_t>(), B, C,
-        G, double(P / G));
-    check_launch("texstat_cos_sim");
-    pixel_dot_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
-        x.data_ptr<scalar_t>(), gunit.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-        pnorm.data_ptr<scalar_t>(), B, C, H, W, S);
-    check_launch("texstat_cos_sim");
+    if (rows > 0) {  // C = 0: no sums, unit means of no channel
+      row_cell_sum_kernel<scalar_t><<<rows, kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), nullptr, sums.data_ptr<double>(), C, H, W, S);
+      check_launch(fn);
+    }
+    if (cells_grid > 0) {
+      gunit_kernel<scalar_t><<<cells_grid, 128, 0, stream>>>(
+          sums.data_ptr<double>(), gunit.data_ptr<scalar_t>(), gnorm.data_ptr<scalar_t>(), B, C,
+          G, double(P / G));
+      check_launch(fn);
+    }
+    if (pixels > 0) {
+      pixel_dot_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
+          x.data_ptr<scalar_t>(), gunit.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+          pnorm.data_ptr<scalar_t>(), B, C, H, W, S);
+      check_launch(fn);
+    }
   });
   return {s, pnorm, gunit, gnorm};
 }
@@ -164,34 +169,38 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> cos_sim_cuda(const Tensor& x_, int64_
 Tensor cos_sim_backward_cuda(const Tensor& grad_s_, const Tensor& x_, const Tensor& s_,
                              const Tensor& pnorm_, const Tensor& gunit_, const Tensor& gnorm_,
                              int64_t cells) {
-  check_cuda(x_, "texstat_cos_sim_backward", "x");
+  constexpr const char* fn = "texstat_cos_sim_backward";
+  cos_sim_backward_args(grad_s_, x_, s_, pnorm_, gunit_, gnorm_, cells, fn, /*cuda=*/true);
   const DeviceScope scope(x_);
-  const Tensor x = x_.contiguous(), ds = grad_s_.contiguous().to(x.scalar_type());
+  const Tensor x = x_.contiguous(), ds = grad_s_.contiguous();
   const Tensor s = s_.contiguous(), pnorm = pnorm_.contiguous();
   const Tensor gunit = gunit_.contiguous(), gnorm = gnorm_.contiguous();
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), S = cells;
   const int64_t P = H * W, G = S * S;
+  const unsigned rows = grid_blocks(B * C, 1, fn), cells_grid = grid_blocks(B * G, 128, fn);
+  const unsigned pixels = grid_blocks(B * P, 256, fn), all = grid_blocks(B * C * P, 256, fn);
+  if (all == 0) return at::empty_like(x);  // B = 0 or C = 0: no gradient entry
   Tensor a = at::empty({B, P}, x.options()), bc = at::empty({B, P}, x.options());
   Tensor d = at::empty({B, C, G}, x.options().dtype(at::kDouble));
   Tensor gx = at::empty_like(x);
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "texstat_cos_sim_backward_cuda", [&] {
-    coef_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
+    coef_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
         ds.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), pnorm.data_ptr<scalar_t>(),
         a.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), B * P);
-    check_launch("texstat_cos_sim_backward");
-    row_cell_sum_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
+    check_launch(fn);
+    row_cell_sum_kernel<scalar_t><<<rows, kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), d.data_ptr<double>(), C, H, W, S);
-    check_launch("texstat_cos_sim_backward");
-    dg_kernel<scalar_t><<<ceil_div(B * G, 128), 128, 0, stream>>>(
+    check_launch(fn);
+    dg_kernel<scalar_t><<<cells_grid, 128, 0, stream>>>(
         d.data_ptr<double>(), gunit.data_ptr<scalar_t>(), gnorm.data_ptr<scalar_t>(), B, C, G,
         double(P / G));
-    check_launch("texstat_cos_sim_backward");
-    grad_x_kernel<scalar_t><<<ceil_div(B * C * P, 256), 256, 0, stream>>>(
+    check_launch(fn);
+    grad_x_kernel<scalar_t><<<all, 256, 0, stream>>>(
         x.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(),
         gunit.data_ptr<scalar_t>(), d.data_ptr<double>(), gx.data_ptr<scalar_t>(), B, C, H, W,
         S);
-    check_launch("texstat_cos_sim_backward");
+    check_launch(fn);
   });
   return gx;
 }

@@ -60,10 +60,11 @@ __global__ void dtiem_forward_kernel(const T* __restrict__ s_all, int64_t H, int
                                      T* __restrict__ q_all, T* __restrict__ cooc_all,
                                      T* __restrict__ hist_all, T* __restrict__ lv_all,
                                      T* __restrict__ raw_all, T* __restrict__ cdf_all,
-                                     double* __restrict__ scratch, int* __restrict__ bad) {
+                                     double* __restrict__ scratch) {
   __shared__ int ent[kThreads * 4];
   __shared__ double val[kThreads * 4];
   __shared__ int64_t sidx[2 * kThreads];
+  __shared__ double red[kThreads];
   const int64_t b = blockIdx.x, P = H * W, D = offs.n;
   const T* S = s_all + b * P;
   T* lv = lv_all + b * N;
@@ -71,8 +72,17 @@ __global__ void dtiem_forward_kernel(const T* __restrict__ s_all, int64_t H, int
   double* M = scratch + b * (N * N + 2 * N);
   double* sums = M + N * N;
   double* cnt = sums + N;
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x)
-    if (!isfinite(S[p])) atomicExch(bad, 1);  // flag only
+  double nbad = 0;
+  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) nbad += isfinite(S[p]) ? 0.0 : 1.0;
+  if (block_sum(nbad, red) > 0) {  // NaN / Inf in the image: NaN outputs, no host round trip
+    const T nan_v = static_cast<T>(nan(""));
+    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) q_all[b * P + p] = nan_v;
+    for (int64_t e = threadIdx.x; e < D * N * N; e += blockDim.x)
+      cooc_all[b * D * N * N + e] = nan_v;
+    for (int64_t k = threadIdx.x; k < N; k += blockDim.x)
+      lv[k] = hist_all[b * N + k] = raw_all[b * N + k] = nan_v;
+    return;
+  }
   int64_t imin, imax;
   block_argminmax(S, P, imin, imax, sidx);
   const T lo = S[imin], hi = S[imax];
@@ -293,9 +303,9 @@ __global__ void dtiem_backward_kernel(const T* __restrict__ gq_all, const T* __r
   }
 }
 
-Offsets make_offsets(at::IntArrayRef offsets, const char* fn) {
-  TORCH_CHECK(offsets.size() % 2 == 0 && offsets.size() <= 16, fn,
-              ": offsets must be at most 8 (dy, dx) pairs on CUDA, got ", offsets.size() / 2);
+constexpr size_t kMaxOffsetPairs = 8;  // capacity of Offsets
+
+Offsets make_offsets(at::IntArrayRef offsets) {
   Offsets o{};
   o.n = static_cast<int64_t>(offsets.size()) / 2;
   for (size_t i = 0; i < offsets.size(); ++i) o.v[i] = offsets[i];
@@ -305,57 +315,55 @@ Offsets make_offsets(at::IntArrayRef offsets, const char* fn) {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, int64_t N,
                                                               int64_t iters, double theta,
                                                               at::IntArrayRef offsets) {
-  check_cuda(s_, "texstat_dtiem", "s");
-  TORCH_CHECK(s_.dim() == 3 && N >= 1 && iters >= 0, "texstat_dtiem: bad arguments");
-  TORCH_CHECK(N * N + 2 * N < (int64_t(1) << 31), "texstat_dtiem: num_levels too large");
-  const Offsets offs = make_offsets(offsets, "texstat_dtiem");
+  constexpr const char* fn = "texstat_dtiem";
+  dtiem_args(s_, N, iters, theta, offsets, kMaxOffsetPairs, fn, /*cuda=*/true);
+  const Offsets offs = make_offsets(offsets);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous();
   const int64_t B = s.size(0), H = s.size(1), W = s.size(2), D = offs.n;
-  TORCH_CHECK(H * W > 0, "texstat_dtiem: empty image");
+  const unsigned images = grid_blocks(B, 1, fn);
   Tensor q = at::empty({B, H, W}, s.options());
   Tensor cooc = at::empty({B, D, N, N}, s.options());
   Tensor hist = at::empty({B, N}, s.options());
   Tensor levels = at::empty({B, N}, s.options());
   Tensor raw = at::empty({B, N}, s.options());
   Tensor cdf = at::empty({B, N}, s.options());
+  if (images == 0) return {q, cooc, hist, levels, raw};
   Tensor scratch = at::empty({B, N * N + 2 * N}, s.options().dtype(at::kDouble));
-  Tensor bad = at::zeros({1}, s.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_cuda", [&] {
-    dtiem_forward_kernel<scalar_t><<<B, kThreads, 0, current_stream()>>>(
+    dtiem_forward_kernel<scalar_t><<<images, kThreads, 0, current_stream()>>>(
         s.data_ptr<scalar_t>(), H, W, N, iters, theta, offs, q.data_ptr<scalar_t>(),
         cooc.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(),
-        raw.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), scratch.data_ptr<double>(),
-        bad.data_ptr<int>());
-    check_launch("texstat_dtiem");
+        raw.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), scratch.data_ptr<double>());
+    check_launch(fn);
   });
-  TORCH_CHECK(bad.item<int>() == 0,
-              "texstat_dtiem: the texture intensity is not finite (the input holds NaN or Inf)");
   return {q, cooc, hist, levels, raw};
 }
 
 Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
                            const Tensor& grad_hist, const Tensor& s_, const Tensor& levels_,
                            const Tensor& raw_, double theta, at::IntArrayRef offsets) {
-  check_cuda(s_, "texstat_dtiem_backward", "s");
-  const Offsets offs = make_offsets(offsets, "texstat_dtiem_backward");
+  constexpr const char* fn = "texstat_dtiem_backward";
+  dtiem_backward_args(grad_q, grad_cooc, grad_hist, s_, levels_, raw_, theta, offsets,
+                      kMaxOffsetPairs, fn, /*cuda=*/true);
+  const Offsets offs = make_offsets(offsets);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous(), levels = levels_.contiguous(), raw = raw_.contiguous();
-  const Tensor gq = grad_q.contiguous().to(s.scalar_type());
-  const Tensor gm = grad_cooc.contiguous().to(s.scalar_type());
-  const Tensor gh = grad_hist.contiguous().to(s.scalar_type());
+  const Tensor gq = grad_q.contiguous(), gm = grad_cooc.contiguous();
+  const Tensor gh = grad_hist.contiguous();
   const int64_t B = s.size(0), H = s.size(1), W = s.size(2), N = levels.size(1);
-  if (N == 1) return at::zeros_like(s);
+  const unsigned images = grid_blocks(B, 1, fn);
+  if (N == 1 || images == 0) return at::zeros_like(s);  // one level: the codes are constant
   Tensor ds = at::empty_like(s);
   Tensor scratch = at::empty({B, 3 * N}, s.options().dtype(at::kDouble));
   Tensor hd_cdf = at::empty({B, 2 * N}, s.options());
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_backward_cuda", [&] {
-    dtiem_backward_kernel<scalar_t><<<B, kThreads, 0, current_stream()>>>(
+    dtiem_backward_kernel<scalar_t><<<images, kThreads, 0, current_stream()>>>(
         gq.data_ptr<scalar_t>(), gm.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), H, W, N,
         theta, offs, scratch.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(),
         ds.data_ptr<scalar_t>());
-    check_launch("texstat_dtiem_backward");
+    check_launch(fn);
   });
   return ds;
 }

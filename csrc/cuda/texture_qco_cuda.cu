@@ -2,10 +2,11 @@
 // product texstat_qco_tem(_backward) (schemas in csrc/texture_stats.cpp; shared helpers in
 // texture_stats_cuda.cuh); same semantics as csrc/cpu/texture_qco_cpu.cpp.
 //
-// QCO runs one thread block per group, staging each pixel's contributions in shared memory and
-// accumulating them in staging order by owner thread (no float atomics: bitwise
-// reproducible). The TEM product is coalesced per-pixel kernels plus per-row owner-accumulated
-// histograms.
+// QCO splits each group across several blocks (partial sums per block in a workspace, added in
+// block order); each block stages its pixels' contributions in shared memory and accumulates
+// them in staging order by owner thread (no float atomics: bitwise reproducible). The TEM
+// product is coalesced per-pixel kernels plus owner-accumulated histograms: per row for the
+// feature gradient, per block of pixels (then in block order) for the level gradient.
 //
 // Kernels run on PyTorch's current stream of the tensor's device.
 #include "texture_stats_cuda.cuh"
@@ -19,6 +20,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <tuple>
 
@@ -31,41 +33,95 @@ using namespace detail;              // NOLINT: the shared CUDA helpers (texture
 using at::Tensor;
 
 // ---------------------------------------------------------------- STLNet QCO (1-D / 2-D)
+//
+// Each group (image, or image cell for QCO 2-D) is split across nb = split_blocks() blocks of
+// `chunk` consecutive pixels (pixel pairs for the co-occurrence); block index = g * nb + j.
+// Forward: extrema per block -> extrema and levels per group (blocks in pixel order, first
+// index on ties, as the CPU kernel) -> partial (co-)counts per block -> sum of the partials in
+// block order -> normalised counts. Backward: per-group coefficients -> per-pixel gradient and
+// partial level gradients per block -> sum in block order -> gradient of the extrema.
+// A group holding NaN / Inf gets NaN outputs, a group whose extrema index no pixel a NaN
+// gradient: flags stay on the device (no host round trip).
 
+// Stage 1: first argmin / argmax of each block's pixel range and its non-finite flag.
 template <typename T>
-__global__ void qco_forward_kernel(const T* __restrict__ s_all, int64_t h, int64_t w,
-                                   int64_t L, bool cooc, T* __restrict__ levels,
-                                   T* __restrict__ counts, T* __restrict__ sta,
-                                   int64_t* __restrict__ extrema, double* __restrict__ acc_all,
-                                   int* __restrict__ bad) {
+__global__ void qco_extrema_partial_kernel(const T* __restrict__ s_all, int64_t P, int64_t nb,
+                                           int64_t chunk, int64_t* __restrict__ part_idx,
+                                           int* __restrict__ part_bad) {
+  __shared__ int64_t sidx[2 * kThreads];
+  __shared__ double red[kThreads];
+  const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb;
+  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
+  const int64_t n = p1 > p0 ? p1 - p0 : 0;
+  const T* S = s_all + g * P + p0;
+  double nbad = 0;
+  for (int64_t p = threadIdx.x; p < n; p += blockDim.x) nbad += isfinite(S[p]) ? 0.0 : 1.0;
+  const double bad = block_sum(nbad, red);
+  int64_t imin, imax;
+  block_argminmax(S, n, imin, imax, sidx);
+  if (threadIdx.x == 0) {
+    part_idx[2 * blockIdx.x] = imin < 0 ? -1 : p0 + imin;
+    part_idx[2 * blockIdx.x + 1] = imax < 0 ? -1 : p0 + imax;
+    part_bad[blockIdx.x] = bad > 0 ? 1 : 0;
+  }
+}
+
+// Stage 2 (block per group): extrema (blocks in pixel order: a strict comparison keeps the
+// first index), levels and the group's non-finite flag.
+template <typename T>
+__global__ void qco_levels_kernel(const T* __restrict__ s_all, int64_t P, int64_t L, int64_t nb,
+                                  const int64_t* __restrict__ part_idx,
+                                  const int* __restrict__ part_bad, T* __restrict__ levels,
+                                  int64_t* __restrict__ extrema, int* __restrict__ bad) {
+  __shared__ int64_t ext[2];
+  const int64_t g = blockIdx.x;
+  const T* S = s_all + g * P;
+  if (threadIdx.x == 0) {
+    int64_t a = -1, b = -1;
+    int any_bad = 0;
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t m = part_idx[2 * (g * nb + j)], x = part_idx[2 * (g * nb + j) + 1];
+      any_bad |= part_bad[g * nb + j];
+      if (m >= 0 && (a < 0 || S[m] < S[a])) a = m;
+      if (x >= 0 && (b < 0 || S[x] > S[b])) b = x;
+    }
+    ext[0] = a;
+    ext[1] = b;
+    extrema[2 * g] = a;
+    extrema[2 * g + 1] = b;
+    bad[g] = any_bad;
+  }
+  __syncthreads();
+  const T lo = S[ext[0]], hi = S[ext[1]];
+  for (int64_t k = threadIdx.x; k < L; k += blockDim.x)
+    levels[g * L + k] = static_cast<T>(level_frac(k, L)) * (hi - lo) + lo;
+}
+
+// Stage 3: partial (co-)counts of each block's pixels (pairs with the (+1, +1) neighbour).
+template <typename T>
+__global__ void qco_count_partial_kernel(const T* __restrict__ s_all, int64_t h, int64_t w,
+                                         int64_t L, bool cooc, int64_t nb, int64_t chunk,
+                                         const T* __restrict__ levels,
+                                         const int64_t* __restrict__ extrema,
+                                         const int* __restrict__ bad,
+                                         double* __restrict__ part) {
   constexpr int MAXE = kMaxCodes * kMaxCodes;
   __shared__ int ent[kThreads * MAXE];
   __shared__ double val[kThreads * MAXE];
-  __shared__ double red[kThreads];
-  __shared__ int64_t sidx[2 * kThreads];
-  const int64_t g = blockIdx.x, P = h * w, K = cooc ? L * L : L;
+  const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb, P = h * w, K = cooc ? L * L : L;
+  if (bad[g]) return;  // NaN outputs (stage 4): the partials are not read
   const T* S = s_all + g * P;
-  T* q = levels + g * L;
-  double* acc = acc_all + g * K;
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x)
-    if (!isfinite(S[p])) atomicExch(bad, 1);  // flag only: the value written is constant
-  int64_t imin, imax;
-  block_argminmax(S, P, imin, imax, sidx);
-  const T lo = S[imin], hi = S[imax];
-  for (int64_t k = threadIdx.x; k < L; k += blockDim.x)
-    q[k] = static_cast<T>(level_frac(k, L)) * (hi - lo) + lo;
-  for (int64_t e = threadIdx.x; e < K; e += blockDim.x) acc[e] = 0;
-  if (threadIdx.x == 0) {
-    extrema[2 * g] = imin;
-    extrema[2 * g + 1] = imax;
-  }
-  __syncthreads();
-  const T delta = L > 1 ? q[1] - q[0] : hi - lo;
+  const T* q = levels + g * L;
+  double* acc = part + blockIdx.x * K;
+  const T delta = L > 1 ? q[1] - q[0] : S[extrema[2 * g + 1]] - S[extrema[2 * g]];
   const int64_t npix = cooc ? (h - 1) * (w - 1) : P;
-  for (int64_t c0 = 0; c0 < npix; c0 += kThreads) {
+  const int64_t t0 = j * chunk, t1 = t0 + chunk < npix ? t0 + chunk : npix;
+  for (int64_t e = threadIdx.x; e < K; e += blockDim.x) acc[e] = 0;
+  __syncthreads();
+  for (int64_t c0 = t0; c0 < t1; c0 += kThreads) {
     const int64_t t = c0 + threadIdx.x;
     for (int m = 0; m < MAXE; ++m) ent[threadIdx.x * MAXE + m] = -1;
-    if (t < npix) {
+    if (t < t1) {
       int ka[kMaxCodes], kb[kMaxCodes];
       T ra[kMaxCodes], rb[kMaxCodes];
       if (!cooc) {
@@ -77,11 +133,11 @@ __global__ void qco_forward_kernel(const T* __restrict__ s_all, int64_t h, int64
       } else {
         const int64_t y = t / (w - 1), x = t % (w - 1);
         const int na = stl_codes(S[y * w + x], q, L, delta, ka, ra);
-        const int nb = stl_codes(S[(y + 1) * w + x + 1], q, L, delta, kb, rb);
+        const int nb2 = na > 0 ? stl_codes(S[(y + 1) * w + x + 1], q, L, delta, kb, rb) : 0;
         for (int i = 0; i < na; ++i)
-          for (int j = 0; j < nb; ++j) {
-            ent[threadIdx.x * MAXE + i * kMaxCodes + j] = static_cast<int>(ka[i] * L + kb[j]);
-            val[threadIdx.x * MAXE + i * kMaxCodes + j] = double(ra[i]) * double(rb[j]);
+          for (int k = 0; k < nb2; ++k) {
+            ent[threadIdx.x * MAXE + i * kMaxCodes + k] = static_cast<int>(ka[i] * L + kb[k]);
+            val[threadIdx.x * MAXE + i * kMaxCodes + k] = double(ra[i]) * double(rb[k]);
           }
       }
     }
@@ -89,34 +145,42 @@ __global__ void qco_forward_kernel(const T* __restrict__ s_all, int64_t h, int64
     owner_accumulate<MAXE>(ent, val, acc);
     __syncthreads();
   }
+}
+
+// Stage 4 (block per group): counts and normalised counts from the summed partials.
+template <typename T>
+__global__ void qco_finish_kernel(const double* __restrict__ acc_all, int64_t L, bool cooc,
+                                  const int* __restrict__ bad, T* __restrict__ levels,
+                                  T* __restrict__ counts, T* __restrict__ sta) {
+  __shared__ double red[kThreads];
+  const int64_t g = blockIdx.x, K = cooc ? L * L : L;
+  if (bad[g]) {  // NaN / Inf in the group
+    const T nan_v = static_cast<T>(nan(""));
+    for (int64_t e = threadIdx.x; e < K; e += blockDim.x) counts[g * K + e] = sta[g * K + e] = nan_v;
+    for (int64_t k = threadIdx.x; k < L; k += blockDim.x) levels[g * L + k] = nan_v;
+    return;
+  }
+  const double* acc = acc_all + g * K;
   double part = 0;
   for (int64_t e = threadIdx.x; e < K; e += blockDim.x) part += acc[e];
   double total = block_sum(part, red);
   if (cooc) total += kQco2dEps;
   for (int64_t e = threadIdx.x; e < K; e += blockDim.x) {
     counts[g * K + e] = static_cast<T>(acc[e]);
-    sta[g * K + e] = static_cast<T>(acc[e] / total);
+    sta[g * K + e] = static_cast<T>(acc[e] / total);  // 1-D: NaN when total == 0
   }
 }
 
+// Backward stage 1 (block per group): d loss / d counts and the group's NaN flag (sta = 0/0
+// with a non-zero incoming gradient, as the official code; or extrema outside the group).
 template <typename T>
-__global__ void qco_backward_kernel(const T* __restrict__ gl, const T* __restrict__ gs,
-                                    const T* __restrict__ s_all, const T* __restrict__ levels,
-                                    const T* __restrict__ counts,
-                                    const int64_t* __restrict__ extrema, int64_t h, int64_t w,
-                                    int64_t L, bool cooc, double* __restrict__ dc_all,
-                                    double* __restrict__ dq_all, T* __restrict__ ds_all) {
-  __shared__ int ent[kThreads * kMaxCodes];
-  __shared__ double val[kThreads * kMaxCodes];
+__global__ void qco_backward_prep_kernel(const T* __restrict__ gs, const T* __restrict__ counts,
+                                         const int64_t* __restrict__ extrema, int64_t P,
+                                         int64_t L, bool cooc, double* __restrict__ dc_all,
+                                         int* __restrict__ nan_flag) {
   __shared__ double red[kThreads];
-  const int64_t g = blockIdx.x, P = h * w, K = cooc ? L * L : L;
-  const T* S = s_all + g * P;
-  const T* q = levels + g * L;
-  T* ds = ds_all + g * P;
+  const int64_t g = blockIdx.x, K = cooc ? L * L : L;
   double* dc = dc_all + g * K;
-  double* dq = dq_all + g * L;
-  const int64_t imin = extrema[2 * g], imax = extrema[2 * g + 1];
-  const T delta = L > 1 ? q[1] - q[0] : S[imax] - S[imin];
   double pt = 0, pany = 0;
   for (int64_t e = threadIdx.x; e < K; e += blockDim.x) {
     pt += counts[g * K + e];
@@ -129,19 +193,45 @@ __global__ void qco_backward_kernel(const T* __restrict__ gl, const T* __restric
     pdot += double(gs[g * K + e]) * (double(counts[g * K + e]) / total);
   const double dot = block_sum(pdot, red);
   const bool any = block_sum(pany, red) > 0;
-  if (!cooc && total == 0 && any) {  // sta = 0/0: the official gradient is NaN
-    for (int64_t p = threadIdx.x; p < P; p += blockDim.x)
-      ds[p] = static_cast<T>(nan(""));
-    return;
-  }
   for (int64_t e = threadIdx.x; e < K; e += blockDim.x)
     dc[e] = any ? (double(gs[g * K + e]) - dot) / total : 0.0;
+  if (threadIdx.x == 0) {
+    const int64_t imin = extrema[2 * g], imax = extrema[2 * g + 1];
+    const bool in_range = imin >= 0 && imin < P && imax >= 0 && imax < P;
+    nan_flag[g] = (!in_range || (!cooc && total == 0 && any)) ? 1 : 0;
+  }
+}
+
+// Backward stage 2: gradient of each pixel through its codes; partial level gradients per
+// block (of `chunk` pixels).
+template <typename T>
+__global__ void qco_backward_pixels_kernel(const T* __restrict__ s_all,
+                                           const T* __restrict__ levels,
+                                           const int64_t* __restrict__ extrema, int64_t h,
+                                           int64_t w, int64_t L, bool cooc, int64_t nb,
+                                           int64_t chunk, const double* __restrict__ dc_all,
+                                           const int* __restrict__ nan_flag,
+                                           double* __restrict__ part, T* __restrict__ ds_all) {
+  __shared__ int ent[kThreads * kMaxCodes];
+  __shared__ double val[kThreads * kMaxCodes];
+  const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb, P = h * w, K = cooc ? L * L : L;
+  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
+  const T* S = s_all + g * P;
+  T* ds = ds_all + g * P;
+  if (nan_flag[g]) {
+    for (int64_t p = p0 + threadIdx.x; p < p1; p += blockDim.x) ds[p] = static_cast<T>(nan(""));
+    return;
+  }
+  const T* q = levels + g * L;
+  const double* dc = dc_all + g * K;
+  double* dq = part + blockIdx.x * L;
+  const T delta = L > 1 ? q[1] - q[0] : S[extrema[2 * g + 1]] - S[extrema[2 * g]];
   for (int64_t k = threadIdx.x; k < L; k += blockDim.x) dq[k] = 0;
   __syncthreads();
-  for (int64_t c0 = 0; c0 < P; c0 += kThreads) {
+  for (int64_t c0 = p0; c0 < p1; c0 += kThreads) {
     const int64_t p = c0 + threadIdx.x;
     for (int m = 0; m < kMaxCodes; ++m) ent[threadIdx.x * kMaxCodes + m] = -1;
-    if (p < P) {
+    if (p < p1) {
       int kk[kMaxCodes];
       double contrib[kMaxCodes];
       const int n = qco_pixel_grad(S, p, h, w, q, L, delta, dc, cooc, kk, contrib);
@@ -157,65 +247,119 @@ __global__ void qco_backward_kernel(const T* __restrict__ gl, const T* __restric
     owner_accumulate<kMaxCodes>(ent, val, dq);
     __syncthreads();
   }
-  if (threadIdx.x == 0) {
-    double dlo = 0, dhi = 0;
-    for (int64_t k = 0; k < L; ++k) {
-      const double d = dq[k] + double(gl[g * L + k]);
-      const double f = static_cast<T>(level_frac(k, L));
-      dhi += d * f;
-      dlo += d - d * f;
-    }
-    ds[imin] += static_cast<T>(dlo);
-    ds[imax] += static_cast<T>(dhi);
+}
+
+// Backward stage 3 (thread per group): the level gradients reach the extremal pixels.
+template <typename T>
+__global__ void qco_backward_extrema_kernel(const T* __restrict__ gl,
+                                            const double* __restrict__ dq_all,
+                                            const int64_t* __restrict__ extrema,
+                                            const int* __restrict__ nan_flag, int64_t G,
+                                            int64_t P, int64_t L, T* __restrict__ ds_all) {
+  const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (g >= G || nan_flag[g]) return;
+  double dlo = 0, dhi = 0;
+  for (int64_t k = 0; k < L; ++k) {
+    const double d = dq_all[g * L + k] + double(gl[g * L + k]);
+    const double f = static_cast<T>(level_frac(k, L));
+    dhi += d * f;
+    dlo += d - d * f;
   }
+  ds_all[g * P + extrema[2 * g]] += static_cast<T>(dlo);
+  ds_all[g * P + extrema[2 * g + 1]] += static_cast<T>(dhi);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cuda(const Tensor& s_, int64_t L, bool cooc) {
-  check_cuda(s_, "texstat_qco", "s");
-  TORCH_CHECK(s_.dim() == 3 && L >= 1, "texstat_qco: s must be 3-D and num_levels >= 1");
-  TORCH_CHECK(!cooc || L * L < (int64_t(1) << 31), "texstat_qco: num_levels too large");
+  constexpr const char* fn = "texstat_qco";
+  qco_args(s_, L, fn, /*cuda=*/true);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous();
-  const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), K = cooc ? L * L : L;
-  TORCH_CHECK(h * w > 0, "texstat_qco: empty groups");
+  const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), P = h * w, K = cooc ? L * L : L;
   Tensor levels = at::empty({Gn, L}, s.options());
   Tensor counts = cooc ? at::empty({Gn, L, L}, s.options()) : at::empty({Gn, L}, s.options());
   Tensor sta = at::empty_like(counts);
   Tensor extrema = at::empty({Gn, 2}, s.options().dtype(at::kLong));
-  Tensor acc = at::empty({Gn, K}, s.options().dtype(at::kDouble));
-  Tensor bad = at::zeros({1}, s.options().dtype(at::kInt));
+  if (Gn == 0) return {levels, sta, counts, extrema};
+  // extrema pass over pixels, counting pass over pixels (1-D) or pixel pairs (co-occurrence)
+  const int64_t nb_x = split_blocks(P, Gn, 0), chunk_x = ceil_div(P, nb_x);
+  const int64_t npix = cooc ? (h - 1) * (w - 1) : P;
+  const int64_t nb = split_blocks(npix, Gn, K), chunk = ceil_div(std::max<int64_t>(npix, 1), nb);
+  const unsigned grid_x = grid_blocks(Gn * nb_x, 1, fn), grid = grid_blocks(Gn * nb, 1, fn);
+  const unsigned groups = grid_blocks(Gn, 1, fn), sums = grid_blocks(Gn * K, 256, fn);
+  const auto dopt = s.options().dtype(at::kDouble);
+  Tensor part_idx = at::empty({Gn * nb_x, 2}, s.options().dtype(at::kLong));
+  Tensor part_bad = at::empty({Gn * nb_x}, s.options().dtype(at::kInt));
+  Tensor bad = at::empty({Gn}, s.options().dtype(at::kInt));
+  Tensor part = at::empty({Gn * nb, K}, dopt);
+  Tensor acc = nb > 1 ? at::empty({Gn, K}, dopt) : part;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_cuda", [&] {
-    qco_forward_kernel<scalar_t><<<Gn, kThreads, 0, current_stream()>>>(
-        s.data_ptr<scalar_t>(), h, w, L, cooc, levels.data_ptr<scalar_t>(),
-        counts.data_ptr<scalar_t>(), sta.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(),
-        acc.data_ptr<double>(), bad.data_ptr<int>());
-    check_launch("texstat_qco");
+    const scalar_t* S = s.data_ptr<scalar_t>();
+    qco_extrema_partial_kernel<scalar_t><<<grid_x, kThreads, 0, stream>>>(
+        S, P, nb_x, chunk_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>());
+    check_launch(fn);
+    qco_levels_kernel<scalar_t><<<groups, kThreads, 0, stream>>>(
+        S, P, L, nb_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>(),
+        levels.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), bad.data_ptr<int>());
+    check_launch(fn);
+    qco_count_partial_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        S, h, w, L, cooc, nb, chunk, levels.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(),
+        bad.data_ptr<int>(), part.data_ptr<double>());
+    check_launch(fn);
+    if (nb > 1) {
+      sum_partials_kernel<<<sums, 256, 0, stream>>>(part.data_ptr<double>(), Gn, nb, K,
+                                                    acc.data_ptr<double>());
+      check_launch(fn);
+    }
+    qco_finish_kernel<scalar_t><<<groups, kThreads, 0, stream>>>(
+        acc.data_ptr<double>(), L, cooc, bad.data_ptr<int>(), levels.data_ptr<scalar_t>(),
+        counts.data_ptr<scalar_t>(), sta.data_ptr<scalar_t>());
+    check_launch(fn);
   });
-  TORCH_CHECK(bad.item<int>() == 0,
-              "texstat_qco: the texture intensity is not finite (the input holds NaN or Inf)");
   return {levels, sta, counts, extrema};
 }
 
-Tensor qco_backward_cuda(const Tensor& grad_levels, const Tensor& grad_sta, const Tensor& s_,
+Tensor qco_backward_cuda(const Tensor& grad_levels_, const Tensor& grad_sta_, const Tensor& s_,
                          const Tensor& levels_, const Tensor& counts_, const Tensor& extrema_,
                          bool cooc) {
-  check_cuda(s_, "texstat_qco_backward", "s");
+  constexpr const char* fn = "texstat_qco_backward";
+  qco_backward_args(grad_levels_, grad_sta_, s_, levels_, counts_, extrema_, cooc, fn, true);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous(), levels = levels_.contiguous(), counts = counts_.contiguous();
-  const Tensor gl = grad_levels.contiguous().to(s.scalar_type());
-  const Tensor gs = grad_sta.contiguous().to(s.scalar_type());
+  const Tensor gl = grad_levels_.contiguous(), gs = grad_sta_.contiguous();
   const Tensor extrema = extrema_.contiguous();
-  const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), L = levels.size(1);
+  const int64_t Gn = s.size(0), h = s.size(1), w = s.size(2), P = h * w, L = levels.size(1);
   const int64_t K = cooc ? L * L : L;
   Tensor ds = at::empty_like(s);
-  Tensor dc = at::empty({Gn, K}, s.options().dtype(at::kDouble));
-  Tensor dq = at::empty({Gn, L}, s.options().dtype(at::kDouble));
+  if (Gn == 0) return ds;
+  const int64_t nb = split_blocks(P, Gn, L), chunk = ceil_div(P, nb);
+  const unsigned groups = grid_blocks(Gn, 1, fn), grid = grid_blocks(Gn * nb, 1, fn);
+  const unsigned sums = grid_blocks(Gn * L, 256, fn), threads = grid_blocks(Gn, 128, fn);
+  const auto dopt = s.options().dtype(at::kDouble);
+  Tensor dc = at::empty({Gn, K}, dopt);
+  Tensor nan_flag = at::empty({Gn}, s.options().dtype(at::kInt));
+  Tensor part = at::empty({Gn * nb, L}, dopt);
+  Tensor dq = nb > 1 ? at::empty({Gn, L}, dopt) : part;
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_backward_cuda", [&] {
-    qco_backward_kernel<scalar_t><<<Gn, kThreads, 0, current_stream()>>>(
-        gl.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-        levels.data_ptr<scalar_t>(), counts.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), h,
-        w, L, cooc, dc.data_ptr<double>(), dq.data_ptr<double>(), ds.data_ptr<scalar_t>());
-    check_launch("texstat_qco_backward");
+    qco_backward_prep_kernel<scalar_t><<<groups, kThreads, 0, stream>>>(
+        gs.data_ptr<scalar_t>(), counts.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), P, L,
+        cooc, dc.data_ptr<double>(), nan_flag.data_ptr<int>());
+    check_launch(fn);
+    qco_backward_pixels_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), h, w,
+        L, cooc, nb, chunk, dc.data_ptr<double>(), nan_flag.data_ptr<int>(),
+        part.data_ptr<double>(), ds.data_ptr<scalar_t>());
+    check_launch(fn);
+    if (nb > 1) {
+      sum_partials_kernel<<<sums, 256, 0, stream>>>(part.data_ptr<double>(), Gn, nb, L,
+                                                    dq.data_ptr<double>());
+      check_launch(fn);
+    }
+    qco_backward_extrema_kernel<scalar_t><<<threads, 128, 0, stream>>>(
+        gl.data_ptr<scalar_t>(), dq.data_ptr<double>(), extrema.data_ptr<int64_t>(),
+        nan_flag.data_ptr<int>(), Gn, P, L, ds.data_ptr<scalar_t>());
+    check_launch(fn);
   });
   return ds;
 }
@@ -249,31 +393,33 @@ __global__ void tem_forward_kernel(const T* f, const int* ks, const T* rs, T* ou
   out[i] = acc;
 }
 
-// grad f[b, c, :] (block per row) or grad levels[b, :] (block per image, from contributions)
+// Histograms of the codes over pixels, block index r * nb + j over pixels [j * chunk, ...):
+// grad f[b, c, :] (rows r = b * C + c, nb = 1: gout times the code weights) or the partial
+// grad levels[b, :] of block j (rows r = b, from the per-code contributions).
 template <typename T>
 __global__ void tem_row_hist_kernel(const T* gout, const int* ks, const T* rs,
                                     const double* contrib, int64_t C, int64_t P, int64_t L,
-                                    double* acc_all, T* out) {
+                                    int64_t nb, int64_t chunk, double* acc_all) {
   __shared__ int ent[kThreads * kMaxCodes];
   __shared__ double val[kThreads * kMaxCodes];
-  const int64_t r = blockIdx.x, b = contrib ? r : r / C;
-  double* acc = acc_all + r * L;
+  const int64_t r = blockIdx.x / nb, j = blockIdx.x % nb, b = contrib ? r : r / C;
+  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
+  double* acc = acc_all + blockIdx.x * L;
   for (int64_t k = threadIdx.x; k < L; k += blockDim.x) acc[k] = 0;
   __syncthreads();
-  for (int64_t c0 = 0; c0 < P; c0 += kThreads) {
+  for (int64_t c0 = p0; c0 < p1; c0 += kThreads) {
     const int64_t p = c0 + threadIdx.x;
     for (int m = 0; m < kMaxCodes; ++m) {
-      const int64_t j = (b * P + p) * kMaxCodes + m;
-      const bool ok = p < P && ks[j] >= 0;
-      ent[threadIdx.x * kMaxCodes + m] = ok ? ks[j] : -1;
+      const int64_t jj = (b * P + p) * kMaxCodes + m;
+      const bool ok = p < p1 && ks[jj] >= 0;
+      ent[threadIdx.x * kMaxCodes + m] = ok ? ks[jj] : -1;
       val[threadIdx.x * kMaxCodes + m] =
-          ok ? (contrib ? contrib[j] : double(gout[r * P + p]) * double(rs[j])) : 0.0;
+          ok ? (contrib ? contrib[jj] : double(gout[r * P + p]) * double(rs[jj])) : 0.0;
     }
     __syncthreads();
     owner_accumulate<kMaxCodes>(ent, val, acc);
     __syncthreads();
   }
-  for (int64_t k = threadIdx.x; k < L; k += blockDim.x) out[r * L + k] = static_cast<T>(acc[k]);
 }
 
 template <typename T>
@@ -304,25 +450,27 @@ __global__ void tem_grad_s_kernel(const T* f, const T* gout, const T* s, const T
 
 Tensor qco_tem_cuda(const Tensor& f_, const Tensor& s_, const Tensor& levels_,
                     const Tensor& delta_) {
-  check_cuda(f_, "texstat_qco_tem", "f");
+  constexpr const char* fn = "texstat_qco_tem";
+  qco_tem_args(nullptr, f_, s_, levels_, delta_, fn, /*cuda=*/true);
   const DeviceScope scope(f_);
-  const Tensor f = f_.contiguous(), s = s_.contiguous().to(f.scalar_type());
-  const Tensor levels = levels_.contiguous().to(f.scalar_type());
-  const Tensor delta = delta_.contiguous().to(f.device(), f.scalar_type());
+  const Tensor f = f_.contiguous(), s = s_.contiguous();
+  const Tensor levels = levels_.contiguous(), delta = delta_.contiguous();
   const int64_t B = f.size(0), C = f.size(1), L = f.size(2), P = s.size(1);
   Tensor out = at::empty({B, C, P}, f.options());
+  const unsigned pixels = grid_blocks(B * P, 256, fn), all = grid_blocks(B * C * P, 256, fn);
+  if (all == 0) return out;
   Tensor ks = at::empty({B, P, kMaxCodes}, f.options().dtype(at::kInt));
   Tensor rs = at::empty({B, P, kMaxCodes}, f.options());
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "texstat_qco_tem_cuda", [&] {
-    tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
+    tem_codes_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
         L, ks.data_ptr<int>(), rs.data_ptr<scalar_t>());
-    check_launch("texstat_qco_tem");
-    tem_forward_kernel<scalar_t><<<ceil_div(B * C * P, 256), 256, 0, stream>>>(
+    check_launch(fn);
+    tem_forward_kernel<scalar_t><<<all, 256, 0, stream>>>(
         f.data_ptr<scalar_t>(), ks.data_ptr<int>(), rs.data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), B, C, P, L);
-    check_launch("texstat_qco_tem");
+    check_launch(fn);
   });
   return out;
 }
@@ -331,40 +479,50 @@ std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cuda(const Tensor& grad_out_
                                                          const Tensor& f_, const Tensor& s_,
                                                          const Tensor& levels_,
                                                          const Tensor& delta_) {
-  check_cuda(f_, "texstat_qco_tem_backward", "f");
+  constexpr const char* fn = "texstat_qco_tem_backward";
+  qco_tem_args(&grad_out_, f_, s_, levels_, delta_, fn, /*cuda=*/true);
   const DeviceScope scope(f_);
-  const Tensor f = f_.contiguous(), go = grad_out_.contiguous().to(f.scalar_type());
-  const Tensor s = s_.contiguous().to(f.scalar_type());
-  const Tensor levels = levels_.contiguous().to(f.scalar_type());
-  const Tensor delta = delta_.contiguous().to(f.device(), f.scalar_type());
+  const Tensor f = f_.contiguous(), go = grad_out_.contiguous(), s = s_.contiguous();
+  const Tensor levels = levels_.contiguous(), delta = delta_.contiguous();
   const int64_t B = f.size(0), C = f.size(1), L = f.size(2), P = s.size(1);
+  const auto dopt = f.options().dtype(at::kDouble);
+  if (B * C * P == 0)  // nothing reaches f, s or levels
+    return {at::zeros_like(f), at::zeros({B, P}, f.options()), at::zeros({B, L}, f.options())};
+  const int64_t nb = split_blocks(P, B, L), chunk = ceil_div(P, nb);
+  const unsigned pixels = grid_blocks(B * P, 256, fn), rows = grid_blocks(B * C, 1, fn);
+  const unsigned grid = grid_blocks(B * nb, 1, fn), sums = grid_blocks(B * L, 256, fn);
   Tensor ks = at::empty({B, P, kMaxCodes}, f.options().dtype(at::kInt));
   Tensor rs = at::empty({B, P, kMaxCodes}, f.options());
-  Tensor contrib = at::empty({B, P, kMaxCodes}, f.options().dtype(at::kDouble));
-  Tensor acc = at::empty({B * C, L}, f.options().dtype(at::kDouble));
-  Tensor gf = at::empty_like(f), gs = at::empty({B, P}, f.options());
-  Tensor gl = at::empty({B, L}, f.options());
+  Tensor contrib = at::empty({B, P, kMaxCodes}, dopt);
+  Tensor gf_acc = at::empty({B, C, L}, dopt), gs = at::empty({B, P}, f.options());
+  Tensor part = at::empty({B * nb, L}, dopt);
+  Tensor gl_acc = nb > 1 ? at::empty({B, L}, dopt) : part;
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "texstat_qco_tem_backward_cuda", [&] {
-    tem_codes_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
+    tem_codes_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
         s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), delta.data_ptr<scalar_t>(), B, P,
         L, ks.data_ptr<int>(), rs.data_ptr<scalar_t>());
-    check_launch("texstat_qco_tem_backward");
-    tem_row_hist_kernel<scalar_t><<<B * C, kThreads, 0, stream>>>(
+    check_launch(fn);
+    tem_row_hist_kernel<scalar_t><<<rows, kThreads, 0, stream>>>(
         go.data_ptr<scalar_t>(), ks.data_ptr<int>(), rs.data_ptr<scalar_t>(), nullptr, C, P, L,
-        acc.data_ptr<double>(), gf.data_ptr<scalar_t>());
-    check_launch("texstat_qco_tem_backward");
-    tem_grad_s_kernel<scalar_t><<<ceil_div(B * P, 256), 256, 0, stream>>>(
+        1, P, gf_acc.data_ptr<double>());
+    check_launch(fn);
+    tem_grad_s_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
         f.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
         levels.data_ptr<scalar_t>(), ks.data_ptr<int>(), B, C, P, L, gs.data_ptr<scalar_t>(),
         contrib.data_ptr<double>());
-    check_launch("texstat_qco_tem_backward");
-    tem_row_hist_kernel<scalar_t><<<B, kThreads, 0, stream>>>(
-        nullptr, ks.data_ptr<int>(), nullptr, contrib.data_ptr<double>(), C, P, L,
-        acc.data_ptr<double>(), gl.data_ptr<scalar_t>());
-    check_launch("texstat_qco_tem_backward");
+    check_launch(fn);
+    tem_row_hist_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        nullptr, ks.data_ptr<int>(), nullptr, contrib.data_ptr<double>(), C, P, L, nb, chunk,
+        part.data_ptr<double>());
+    check_launch(fn);
+    if (nb > 1) {
+      sum_partials_kernel<<<sums, 256, 0, stream>>>(part.data_ptr<double>(), B, nb, L,
+                                                    gl_acc.data_ptr<double>());
+      check_launch(fn);
+    }
   });
-  return {gf, gs, gl};
+  return {gf_acc.to(f.scalar_type()), gs, gl_acc.view({B, L}).to(f.scalar_type())};
 }
 
 }  // namespace

@@ -2,11 +2,13 @@
 // texture_qco_cuda.cu, texture_dtiem_cuda.cu; schemas in csrc/texture_stats.cpp):
 // launch configuration, stream / device / error handling and the block-level device helpers.
 //
-// The statistics of s run one thread block per image (or QCO group): pixels are processed in
-// chunks of kThreads; every thread stages the contributions of its pixel in shared memory, then
-// each thread adds, in staging order, the contributions to the entries it owns
-// (entry % kThreads == thread; owner_accumulate). No float atomics: results are bitwise
-// reproducible.
+// Reductions over pixels: pixels are processed in chunks of kThreads; every thread stages the
+// contributions of its pixel in shared memory, then each thread adds, in staging order, the
+// contributions to the entries it owns (entry % kThreads == thread; owner_accumulate). The QCO
+// and TEM passes split each image (or QCO group) across split_blocks() blocks of at most
+// kPixelsPerBlock pixels: each block writes its partial sums to a workspace, and
+// sum_partials_kernel adds them in block order. The split depends on the shapes only, never
+// on the GPU, and there are no float atomics: results are bitwise reproducible.
 //
 // Includes only ATen, c10 and c10/cuda headers (see scripts/check_cuda_sources.sh).
 #pragma once
@@ -15,14 +17,40 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
+
+#include "../texture_stats_checks.h"
 
 namespace sstkd_texstat_cuda {
 namespace detail {
 
+using namespace sstkd_texstat_checks;  // NOLINT: the argument checks shared with the CPU
+
 inline constexpr int kThreads = 128;  // threads per block of the statistics kernels
+// Pixels of one image handled by one block of the split passes (4 chunks of kThreads).
+inline constexpr int64_t kPixelsPerBlock = 4 * kThreads;
+// Largest per-block partial-sum workspace of a split pass, in doubles (256 MiB).
+inline constexpr int64_t kPartialBudget = int64_t(1) << 25;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Blocks per group of a split pass over npix items with K partial sums per block: one block per
+// kPixelsPerBlock items, fewer when the (groups, blocks, K) workspace would pass the budget.
+inline int64_t split_blocks(int64_t npix, int64_t groups, int64_t K) {
+  const int64_t nb = std::max<int64_t>(1, ceil_div(npix, kPixelsPerBlock));
+  const int64_t cap = std::max<int64_t>(1, kPartialBudget / std::max<int64_t>(1, groups * K));
+  return std::min(nb, cap);
+}
+
+// Grid size of a launch over n items, per_block items per block; 0 means "do not launch".
+inline unsigned grid_blocks(int64_t n, int64_t per_block, const char* fn) {
+  const int64_t blocks = ceil_div(n, per_block);
+  TORCH_CHECK(blocks <= std::numeric_limits<int32_t>::max(), fn, ": the launch needs ", blocks,
+              " blocks, more than a CUDA grid holds (2^31 - 1); split the batch");
+  return static_cast<unsigned>(blocks);
+}
 
 // PyTorch's current stream on the current device (set by DeviceScope).
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
@@ -41,11 +69,6 @@ inline void check_launch(const char* fn) {
   TORCH_CHECK(err == cudaSuccess, fn, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
-inline void check_cuda(const at::Tensor& t, const char* fn, const char* name) {
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, fn, ": ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-}
 
 // ---------------------------------------------------------------------- device helpers
 
@@ -70,7 +93,18 @@ __device__ inline void owner_accumulate(const int* ent, const double* val, doubl
   }
 }
 
-// First index of the min and of the max of S[0..P) (block of kThreads).
+// out[g, e] = sum over blocks j = 0 .. nb-1, in order, of part[g, j, e]; one thread per (g, e).
+static __global__ void sum_partials_kernel(const double* __restrict__ part, int64_t G, int64_t nb,
+                                           int64_t K, double* __restrict__ out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= G * K) return;
+  const int64_t g = i / K, e = i % K;
+  double acc = 0;
+  for (int64_t j = 0; j < nb; ++j) acc += part[(g * nb + j) * K + e];
+  out[i] = acc;
+}
+
+// First index of the min and of the max of S[0..P) (block of kThreads; -1 when P == 0).
 template <typename T>
 __device__ void block_argminmax(const T* S, int64_t P, int64_t& imin, int64_t& imax,
                                 int64_t* sidx) {
