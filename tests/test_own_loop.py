@@ -124,6 +124,11 @@ def test_bad_arguments():
         SSTKDLoss(student, teacher, ["layer1"], structural=0, statistical=0)
     with pytest.raises(ValueError, match=r"weight of 'sta' expected >= 0"):
         SSTKDLoss(student, teacher, ["layer1"], statistical=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nlevels'"):
+        SSTKDLoss(student, teacher, ["layer1"], nlevels=(2,))
+    with pytest.raises(RuntimeError, match="channels"):  # the model's own error, unchanged
+        SSTKDLoss(student, teacher, ["layer1"], example_input=torch.randn(1, 1, 8, 8))
+    assert _hooks(teacher, student) == 0  # failed constructions leave no hooks
     with SSTKDLoss(student, teacher, ["head"], statistical=0, nlevs=(2,)) as kd:
         student(torch.randn(1, 3, 8, 8))
         teacher(torch.randn(1, 3, 8, 8))

@@ -116,18 +116,21 @@ class SSTKDLoss(nn.Module):
         self._texture_kwargs = texture
         self.texture: TextureDistiller | None = None
         self._features: dict[str, dict[str, torch.Tensor]] = {"student": {}, "teacher": {}}
-        self._handles = []
-        for s_name, t_name in pairs.items():
-            for who, model, name in (("student", student, s_name), ("teacher", teacher, t_name)):
-                module = _module(fn, model, name, who)
-                hook = self._hook(who, self._keys[s_name])
-                self._handles.append(module.register_forward_hook(hook))
-        if self.weights["str"] or self.weights["sta"]:
-            if example_input is not None:
+        taps_found = [(who, _module(fn, model, name, who), self._keys[s_name])
+                      for s_name, t_name in pairs.items()
+                      for who, model, name in (("student", student, s_name),
+                                               ("teacher", teacher, t_name))]
+        self._handles = [module.register_forward_hook(self._hook(who, key))
+                         for who, module, key in taps_found]
+        try:
+            if (self.weights["str"] or self.weights["sta"]) and example_input is not None:
                 self._dry_run(student, teacher, example_input)
-            else:
-                # not built yet: check the settings now rather than at the first batch
+            elif self.weights["str"] or self.weights["sta"]:
+                # built at the first call: check the settings now rather than then
                 TextureDistiller({"x": 1}, {"x": 1}, ("x",), **self._texture_settings())
+        except BaseException:
+            self.close()  # leave no hooks behind on a failed construction
+            raise
 
     def _texture_settings(self) -> dict[str, Any]:
         return dict(self._texture_kwargs, structural=self.weights["str"] > 0,
