@@ -48,14 +48,18 @@ def test_dry_run_every_phase_passes_and_returns_at_most_8_small_files(tmp_path):
     assert not any(n.endswith((".pt", ".pth")) for n in names)
 
 
-def test_a_failing_phase_is_reported_as_failed(tmp_path):
-    # a budget too short for the phase to start: the summary says so, the exit code is 1
+@pytest.mark.parametrize("args, statuses", [
+    (["--budget", "train=6"], ("timeout", "fail")),  # too short for the step benchmark
+    (["--total", "10"], ("not run",)),                # no time left for the phase at all
+])
+def test_a_phase_that_cannot_finish_is_reported_and_fails_the_run(tmp_path, args, statuses):
     out = tmp_path / "out"
-    proc = _run("--dry-run", "--phases", "4", "--budget", "train=0.01", "--out", str(out),
-                "--work", str(tmp_path / "work"))
+    proc = _run("--dry-run", "--phases", "4", *args, "--out", str(out), "--work",
+                str(tmp_path / "work"))
     phases = json.loads((out / "summary.json").read_text())["phases"]
     assert [p["name"] for p in phases] == ["train"]
-    assert phases[0]["status"] in ("timeout", "fail") and proc.returncode == 1
+    assert phases[0]["status"] in statuses and proc.returncode == 1
+    assert f"| 4 train | {phases[0]['status']} |" in (out / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("args, words", [
@@ -85,3 +89,10 @@ def test_camvid_pack_loads_with_the_dataset_class_and_says_it_is_re_encoded(tmp_
     assert check["val"] == {"samples": 1, "image": [3, 360, 480], "label": [360, 480]}
     assert pack_camvid.main(["--src", str(CAMVID), "--dst", str(tmp_path / "p2"),
                              "--quality", "0"]) == 2
+
+
+def test_parity_phase_and_its_cases_name_the_same_ops():
+    sys.path.insert(0, str(REPO))
+    from scripts.gpu_phases import parity, parity_cases
+
+    assert parity.OPS == parity_cases.OPS

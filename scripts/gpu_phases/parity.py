@@ -38,6 +38,7 @@ TEST_SIZE = (2, 5, 19, 23)
 DRY_SIZES = {"pdfb_dec": (1, 1, 8, 8), "qco_2d": (1, 2, 8, 8)}  # the interpreter is slow
 DRY_SIZE = (1, 2, 7, 9)
 MAX_RESTARTS = 4
+OPS = ("pdfb_dec", "texture_equalize", "qco_1d", "qco_2d", "qco_1d_tem")  # parity_cases.SCALE
 # errors after which a process's CUDA context is unusable
 CUDA_FATAL = ("CUDA error", "illegal memory access", "device-side assert", "AcceleratorError",
               "misaligned address", "unspecified launch failure")
@@ -49,8 +50,6 @@ DRY_NOT_INTERPRETED = ("pdfb_dec",)
 def cases(dry: bool, backend: str) -> list[tuple]:
     """(op, dtype, shape, sstkd) in the order they run: test sizes, then SSTKD float32, then
     SSTKD float64 (largest last: a timeout loses the least)."""
-    from scripts.gpu_phases.parity_cases import OPS
-
     out = []
     for op in OPS:
         if dry and backend == "triton" and op in DRY_NOT_INTERPRETED:
@@ -85,7 +84,7 @@ def worker(backend: str, out: Path, dry: bool) -> int:
     if path.exists():
         seen = {json.loads(ln)["key"] for ln in path.read_text().splitlines() if ln.strip()}
     todo = [("parity", c) for c in cases(dry, backend)] + [
-        ("determinism", op) for op in (DRY_DETERMINISM if dry else pc.OPS)]
+        ("determinism", op) for op in (DRY_DETERMINISM if dry else OPS)]
     with open(path, "a") as f:
         for kind, c in todo:
             key = f"{kind}|{_key(*c)}" if kind == "parity" else f"{kind}|{c}"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.harness import RESULTS, append_csv  # noqa: E402
 from scripts.gpu_phases.common import parse_args, python, run, write_result  # noqa: E402
 
 
@@ -73,6 +72,8 @@ def main() -> None:
                          f"{' (timed out)' if r['timed_out'] else ''}\n" + r["tail"])
         notes += [ln for ln in r["tail"].splitlines() if ln.startswith("[skip]")]
         if rows and not args.dry_run:
+            from benchmarks.harness import RESULTS, append_csv  # imports torch: GPU run only
+
             append_csv(RESULTS / f"{name}.csv", rows)
     for name in dict(runs):
         figures[name] = _key_figures(_rows(args.out / f"{name}.csv"))

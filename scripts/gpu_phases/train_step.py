@@ -13,7 +13,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.harness import RESULTS, append_csv  # noqa: E402
 from scripts.gpu_phases.common import parse_args, python, run, write_result  # noqa: E402
 
 
@@ -45,6 +44,8 @@ def main() -> None:
     if args.dry_run:
         notes.append("dry run: synthetic config, 32x32, batch 2, no autocast, CPU")
     elif rows:
+        from benchmarks.harness import RESULTS, append_csv  # imports torch: GPU run only
+
         append_csv(RESULTS / "train_step.csv", rows)
     figures["seconds"] = round(time.time() - t0, 1)
     write_result(args.out, "pass" if r["rc"] == 0 and rows else "fail", figures, notes)
