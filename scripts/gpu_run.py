@@ -14,7 +14,7 @@ each one's results are packed into the output folder as soon as it ends):
 
 On the GPU machine (repository copy, ``.gpu_pack`` carried; ``scripts/pack_camvid.py`` made it)::
 
-    python scripts/gpu_run.py --out $OUT                  # all phases, ~9 minutes
+    SSTKD_COMMIT=<sha> python scripts/gpu_run.py --out $OUT   # all phases, ~9 minutes
     python scripts/gpu_run.py --out $OUT --phases 3,5     # a second call: what the first lost
     python scripts/gpu_run.py --dry-run --out /tmp/dry    # CPU rehearsal, tiny sizes
 
@@ -183,7 +183,8 @@ def _meta(dry: bool) -> dict:
 
     info = env_info("cuda" if torch.cuda.is_available() else "cpu")
     return {"dry_run": dry, "device": info["machine"], "torch": info["torch"],
-            "triton": info["triton"], "python": info["python"], "commit": info["commit"],
+            "triton": info["triton"], "python": info["python"],
+            "commit": os.environ.get("SSTKD_COMMIT") or info["commit"],  # a copy without .git
             "date": info["date"]}
 
 
