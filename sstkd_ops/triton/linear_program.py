@@ -7,7 +7,8 @@ workspace row is reused from plane to plane. The instruction table, index tables
 coefficients stay on the device and are read by the kernel, so a call does no host
 synchronisation and can be captured in a CUDA graph. Every transpose is evaluated in gather
 form, so nothing uses atomics and results are deterministic. Runs on CUDA tensors, and on CPU
-tensors under ``TRITON_INTERPRET=1`` (used by the tests).
+tensors under ``TRITON_INTERPRET=1`` (used by the tests). Filter geometry is read as 32-bit
+(planes of fewer than 2**31 values), which keeps the kernel free of register spills.
 
 Intermediates (the output and workspace rows) are read with ``cache_modifier=".cg"`` (L2, not
 the per-SM L1): a value another thread of the block stored before the barrier is then always
@@ -37,7 +38,7 @@ from .._linear_program import (
     ZERO,
 )
 
-BLOCK = 256
+BLOCK = 128
 NUM_WARPS = 4
 # opcodes as compile-time constants of the kernel
 _GATHER = tl.constexpr(GATHER)
@@ -90,10 +91,8 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
             a_sp = src >> SHIFT
             a_off = src & ((1 << SHIFT) - 1)
             n = tl.load(row + 4)
-            t_off = tl.load(row + 5)
-            c1 = tl.load(row + 14)
-            c2 = tl.load(row + 16)
             if op == _GATHER:  # dst[k] (+)= a[table[k]], -1 reads zero
+                t_off = tl.load(row + 5)
                 for s in range(0, n, BLOCK):
                     k = s + lane
                     m = k < n
@@ -102,6 +101,7 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     old = _load(x_p, o_p, w_p, d_sp, d_off + k, m & acc)
                     _store(o_p, w_p, d_sp, d_off + k, tl.where(acc, v + old, v), m)
             elif op == _SCATTER_ADD:  # as a gather-sum over the CSR of the inverse table
+                t_off = tl.load(row + 5)
                 max_deg = tl.load(row + 6)
                 col = tables + t_off + n + 1
                 for s in range(0, n, BLOCK):
@@ -121,6 +121,8 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     k = s + lane
                     _store(o_p, w_p, d_sp, d_off + k, zero, k < n)
             elif (op == _AXPBY) | (op == _AXPY):  # dst = alpha a + beta b;  dst += alpha a
+                c1 = tl.load(row + 14)
+                c2 = tl.load(row + 16)
                 b_op = tl.load(row + 3)
                 b_sp = b_op >> SHIFT
                 b_off = b_op & ((1 << SHIFT) - 1)
@@ -139,15 +141,17 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     _store(o_p, w_p, d_sp, d_off + k, v, m)
             elif (op == _SEP_CORR) | (op == _CORR2D):  # strided valid correlation
                 sep = op == _SEP_CORR
-                w_src = tl.load(row + 7)
-                ho = tl.load(row + 8)
-                wo = tl.load(row + 9)
-                s1 = tl.load(row + 10)
-                p1 = tl.load(row + 11)
-                s2 = tl.load(row + 12)
-                p2 = tl.load(row + 13)
-                l1 = tl.load(row + 15)
-                l2 = tl.load(row + 17)
+                c1 = tl.load(row + 14)
+                c2 = tl.load(row + 16)
+                w_src = tl.load(row + 7).to(tl.int32)
+                ho = tl.load(row + 8).to(tl.int32)
+                wo = tl.load(row + 9).to(tl.int32)
+                s1 = tl.load(row + 10).to(tl.int32)
+                p1 = tl.load(row + 11).to(tl.int32)
+                s2 = tl.load(row + 12).to(tl.int32)
+                p2 = tl.load(row + 13).to(tl.int32)
+                l1 = tl.load(row + 15).to(tl.int32)
+                l2 = tl.load(row + 17).to(tl.int32)
                 for s in range(0, ho * wo, BLOCK):
                     e = s + lane
                     m = e < ho * wo
@@ -165,15 +169,17 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     _store(o_p, w_p, d_sp, d_off + e, tl.where(acc, total + old, total), m)
             elif (op == _SEP_CORR_T) | (op == _CORR2D_T):  # transposes, in gather form
                 sep = op == _SEP_CORR_T
-                w_dst = tl.load(row + 7)
-                ho = tl.load(row + 8)
-                wo = tl.load(row + 9)
-                s1 = tl.load(row + 10)
-                p1 = tl.load(row + 11)
-                s2 = tl.load(row + 12)
-                p2 = tl.load(row + 13)
-                l1 = tl.load(row + 15)
-                l2 = tl.load(row + 17)
+                c1 = tl.load(row + 14)
+                c2 = tl.load(row + 16)
+                w_dst = tl.load(row + 7).to(tl.int32)
+                ho = tl.load(row + 8).to(tl.int32)
+                wo = tl.load(row + 9).to(tl.int32)
+                s1 = tl.load(row + 10).to(tl.int32)
+                p1 = tl.load(row + 11).to(tl.int32)
+                s2 = tl.load(row + 12).to(tl.int32)
+                p2 = tl.load(row + 13).to(tl.int32)
+                l1 = tl.load(row + 15).to(tl.int32)
+                l2 = tl.load(row + 17).to(tl.int32)
                 wspan = (wo - 1) * s2 + l2
                 span = ((ho - 1) * s1 + l1) * wspan
                 for s in range(0, span, BLOCK):
@@ -222,6 +228,10 @@ def run(x: torch.Tensor, instr: torch.Tensor, tables: torch.Tensor, coefs: torch
     """Run a packed, validated program (``instr``, ``tables``, ``coefs`` on ``x``'s device,
     see :func:`sstkd_ops._program_op.packed_on`) on planes ``x (P, in_numel)``."""
     planes = x.shape[0]
+    if max(x.shape[1], out_numel, ws_numel) >= 2**31:
+        raise ValueError(f"linear_program (triton): planes of up to 2**31 - 1 values are "
+                         f"supported (geometry is 32-bit), got {x.shape[1]} in, {out_numel} "
+                         f"out, {ws_numel} workspace")
     x = x.contiguous()
     out = x.new_empty((planes, out_numel))
     if planes == 0 or instr.shape[0] == 0:
