@@ -14,6 +14,11 @@
 //   texstat_dtiem              s (B, H, W) -> Q (B, H, W), cooc (B, D, N, N), hist (B, N),
 //                              levels (B, N), raw_hist (B, N)
 // Each *_backward op takes the incoming gradients first and returns the input gradients.
+// Every op checks all its arguments before reading data (csrc/texture_stats_checks.h, shared by
+// the CPU and CUDA kernels): dtype (float32 / float64, one dtype per call; extrema int64), one
+// device, ranks and shapes against each other, 1 <= levels <= kMaxLevels (4096,
+// csrc/texture_stats_math.h; MAX_LEVELS in Python), extrema inside their group. Empty batches
+// (and C = 0) give empty or zero outputs; groups / images need at least one pixel.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {

@@ -1,9 +1,11 @@
 // CUDA kernels of the DTIEM ops texstat_dtiem(_backward) (schemas in csrc/texture_stats.cpp;
 // shared helpers in texture_stats_cuda.cuh); same semantics as csrc/cpu/texture_dtiem_cpu.cpp.
 //
-// One thread block per image: pixels are processed in chunks of kThreads, each thread stages
-// its pixel's contributions in shared memory and owner threads accumulate them in staging order
-// (no float atomics: bitwise reproducible). Extra memory: O(B*H*W + B*N*N).
+// Each pass over pixels is split across blocks of kPixelsPerBlock pixels: each thread stages its
+// pixel's contributions in shared memory, owner threads accumulate them in staging order into
+// the block's partial sums, and the partials are added in block order (no float atomics:
+// bitwise reproducible); per-pixel maps run a thread per pixel. Extra memory:
+// O(B*H*W + B*N*N), plus the per-block partials (at most 256 MiB).
 //
 // Kernels run on PyTorch's current stream of the tensor's device.
 #include "texture_stats_cuda.cuh"
@@ -16,8 +18,10 @@
 #include <cuda_runtime.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <tuple>
 
 namespace sstkd_texstat_cuda {
@@ -53,254 +57,273 @@ struct Offsets {
   int64_t n;
 };
 
-// One block per image. scratch: (B, N*N + 2N) float64; cdf: (B, N) of T.
+// Every pass over pixels is split: block b * nb + j takes pixels [j * chunk, ...) of image b
+// (pixel pairs of one offset for the co-occurrence) and writes its partial sums; the partials
+// are added in block order (sum_partials_kernel). Per-image steps on N values run one thread
+// per image. An image holding NaN / Inf gets NaN outputs (flag on the device).
+
+// Partial sums over each block's pixels: Lloyd-Max step (lloyd: sum of S and count per nearest
+// level, (2N) entries) or hat-code histogram ((N) entries, each code weighted by wq[p] when
+// wq is given: the backward's d CDF).
 template <typename T>
-__global__ void dtiem_forward_kernel(const T* __restrict__ s_all, int64_t H, int64_t W,
-                                     int64_t N, int64_t iters, double theta, Offsets offs,
-                                     T* __restrict__ q_all, T* __restrict__ cooc_all,
-                                     T* __restrict__ hist_all, T* __restrict__ lv_all,
-                                     T* __restrict__ raw_all, T* __restrict__ cdf_all,
-                                     double* __restrict__ scratch) {
-  __shared__ int ent[kThreads * 4];
-  __shared__ double val[kThreads * 4];
-  __shared__ int64_t sidx[2 * kThreads];
-  __shared__ double red[kThreads];
-  const int64_t b = blockIdx.x, P = H * W, D = offs.n;
+__global__ void pixel_partial_kernel(const T* __restrict__ s_all, const T* __restrict__ wq_all,
+                                     int64_t P, int64_t N, bool lloyd, int64_t nb, int64_t chunk,
+                                     const T* __restrict__ lv_all, const int* __restrict__ bad,
+                                     double* __restrict__ part) {
+  __shared__ int ent[kThreads * 2];
+  __shared__ double val[kThreads * 2];
+  const int64_t b = blockIdx.x / nb, j = blockIdx.x % nb, K = lloyd ? 2 * N : N;
+  if (bad != nullptr && bad[b]) return;  // NaN outputs: the partials are not read
+  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
   const T* S = s_all + b * P;
-  T* lv = lv_all + b * N;
-  T* cdf = cdf_all + b * N;
-  double* M = scratch + b * (N * N + 2 * N);
-  double* sums = M + N * N;
-  double* cnt = sums + N;
-  double nbad = 0;
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) nbad += isfinite(S[p]) ? 0.0 : 1.0;
-  if (block_sum(nbad, red) > 0) {  // NaN / Inf in the image: NaN outputs, no host round trip
-    const T nan_v = static_cast<T>(nan(""));
-    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) q_all[b * P + p] = nan_v;
-    for (int64_t e = threadIdx.x; e < D * N * N; e += blockDim.x)
-      cooc_all[b * D * N * N + e] = nan_v;
-    for (int64_t k = threadIdx.x; k < N; k += blockDim.x)
-      lv[k] = hist_all[b * N + k] = raw_all[b * N + k] = nan_v;
-    return;
-  }
-  int64_t imin, imax;
-  block_argminmax(S, P, imin, imax, sidx);
-  const T lo = S[imin], hi = S[imax];
-  for (int64_t k = threadIdx.x; k < N; k += blockDim.x)
-    lv[k] = static_cast<T>(level_frac(k, N)) * (hi - lo) + lo;
+  const T* lv = lv_all + b * N;
+  double* acc = part + blockIdx.x * K;
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) acc[k] = 0;
   __syncthreads();
-  for (int64_t it = 0; it < iters; ++it) {  // Lloyd-Max steps
-    for (int64_t k = threadIdx.x; k < 2 * N; k += blockDim.x) sums[k] = 0;
-    __syncthreads();
-    for (int64_t c0 = 0; c0 < P; c0 += kThreads) {
-      const int64_t p = c0 + threadIdx.x;
-      for (int m = 0; m < 4; ++m) ent[threadIdx.x * 4 + m] = -1;
-      if (p < P) {
-        const int64_t k = nearest_level(S[p], lv, N);
-        ent[threadIdx.x * 4] = static_cast<int>(k);
-        val[threadIdx.x * 4] = S[p];
-        ent[threadIdx.x * 4 + 1] = static_cast<int>(N + k);
-        val[threadIdx.x * 4 + 1] = 1.0;
-      }
-      __syncthreads();
-      owner_accumulate<4>(ent, val, sums);
-      __syncthreads();
-    }
-    for (int64_t k = threadIdx.x; k < N; k += blockDim.x)
-      if (cnt[k] > 0) lv[k] = static_cast<T>(sums[k] / cnt[k]);
-    __syncthreads();
-  }
-  // histogram of the hat code
-  for (int64_t k = threadIdx.x; k < N; k += blockDim.x) sums[k] = 0;
-  __syncthreads();
-  for (int64_t c0 = 0; c0 < P; c0 += kThreads) {
+  for (int64_t c0 = p0; c0 < p1; c0 += kThreads) {
     const int64_t p = c0 + threadIdx.x;
-    for (int m = 0; m < 4; ++m) ent[threadIdx.x * 4 + m] = -1;
-    if (p < P) {
-      if (N == 1) {
-        ent[threadIdx.x * 4] = 0;
-        val[threadIdx.x * 4] = 1.0;
+    ent[threadIdx.x * 2] = -1;
+    ent[threadIdx.x * 2 + 1] = -1;
+    if (p < p1) {
+      if (lloyd) {
+        const int64_t k = nearest_level(S[p], lv, N);
+        ent[threadIdx.x * 2] = static_cast<int>(k);
+        val[threadIdx.x * 2] = S[p];
+        ent[threadIdx.x * 2 + 1] = static_cast<int>(N + k);
+        val[threadIdx.x * 2 + 1] = 1.0;
+      } else if (N == 1) {
+        ent[threadIdx.x * 2] = 0;
+        val[threadIdx.x * 2] = 1.0;
       } else {
         int64_t k;
         T wt;
         bool inside;
         hat_code(S[p], lv, N, k, wt, inside);
-        ent[threadIdx.x * 4] = static_cast<int>(k);
-        val[threadIdx.x * 4] = double(T(1) - wt);
-        ent[threadIdx.x * 4 + 1] = static_cast<int>(k + 1);
-        val[threadIdx.x * 4 + 1] = double(wt);
+        const double a = wq_all != nullptr ? double(wq_all[b * P + p]) : 1.0;
+        ent[threadIdx.x * 2] = static_cast<int>(k);
+        val[threadIdx.x * 2] = a * double(T(1) - wt);
+        ent[threadIdx.x * 2 + 1] = static_cast<int>(k + 1);
+        val[threadIdx.x * 2 + 1] = a * double(wt);
       }
     }
     __syncthreads();
-    owner_accumulate<4>(ent, val, sums);
-    __syncthreads();
-  }
-  T* raw = raw_all + b * N;
-  T* hd = hist_all + b * N;
-  for (int64_t k = threadIdx.x; k < N; k += blockDim.x) raw[k] = static_cast<T>(sums[k] / double(P));
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int64_t amax;
-    T c;
-    denoise_cdf(raw, N, theta, hd, cdf, amax, c);
-  }
-  __syncthreads();
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) {
-    if (N == 1) {
-      q_all[b * P + p] = cdf[0];
-      continue;
-    }
-    int64_t k;
-    T wt;
-    bool inside;
-    hat_code(S[p], lv, N, k, wt, inside);
-    q_all[b * P + p] = (T(1) - wt) * cdf[k] + wt * cdf[k + 1];
-  }
-  // co-occurrence per offset
-  for (int64_t d = 0; d < D; ++d) {
-    const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
-    const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
-    T* out = cooc_all + (b * D + d) * N * N;
-    for (int64_t e = threadIdx.x; e < N * N; e += blockDim.x) M[e] = 0;
-    __syncthreads();
-    const int64_t npairs = hh > 0 && ww > 0 ? hh * ww : 0;
-    const int64_t y0 = dy < 0 ? -dy : 0, x0 = dx < 0 ? -dx : 0;
-    for (int64_t c0 = 0; c0 < npairs; c0 += kThreads) {
-      const int64_t t = c0 + threadIdx.x;
-      for (int m = 0; m < 4; ++m) ent[threadIdx.x * 4 + m] = -1;
-      if (t < npairs) {
-        const int64_t y = y0 + t / ww, x = x0 + t % ww;
-        const int64_t i = y * W + x, j = (y + dy) * W + x + dx;
-        if (N == 1) {
-          ent[threadIdx.x * 4] = 0;
-          val[threadIdx.x * 4] = 1.0;
-        } else {
-          int64_t ki, kj;
-          T wi, wj;
-          bool in_i, in_j;
-          hat_code(S[i], lv, N, ki, wi, in_i);
-          hat_code(S[j], lv, N, kj, wj, in_j);
-          const double ai[2] = {double(T(1) - wi), double(wi)};
-          const double aj[2] = {double(T(1) - wj), double(wj)};
-          for (int u = 0; u < 2; ++u)
-            for (int v = 0; v < 2; ++v) {
-              ent[threadIdx.x * 4 + 2 * u + v] = static_cast<int>((ki + u) * N + kj + v);
-              val[threadIdx.x * 4 + 2 * u + v] = ai[u] * aj[v];
-            }
-        }
-      }
-      __syncthreads();
-      owner_accumulate<4>(ent, val, M);
-      __syncthreads();
-    }
-    for (int64_t e = threadIdx.x; e < N * N; e += blockDim.x)
-      out[e] = npairs > 0 ? static_cast<T>(M[e] / double(npairs)) : T(0);
+    owner_accumulate<2>(ent, val, acc);
     __syncthreads();
   }
 }
 
-// One block per image. scratch: (B, 3N) float64; hd_cdf: (B, 2N) of T.
+// Lloyd-Max update, thread per (image, level): a level without pixels stays.
 template <typename T>
-__global__ void dtiem_backward_kernel(const T* __restrict__ gq_all, const T* __restrict__ gm_all,
-                                      const T* __restrict__ gh_all, const T* __restrict__ s_all,
-                                      const T* __restrict__ lv_all, const T* __restrict__ raw_all,
-                                      int64_t H, int64_t W, int64_t N, double theta, Offsets offs,
-                                      double* __restrict__ scratch, T* __restrict__ hd_cdf,
-                                      T* __restrict__ ds_all) {
-  __shared__ int ent[kThreads * 2];
-  __shared__ double val[kThreads * 2];
-  const int64_t b = blockIdx.x, P = H * W, D = offs.n;
-  const T* S = s_all + b * P;
-  const T* lv = lv_all + b * N;
-  const T* rh = raw_all + b * N;
-  const T* dQ = gq_all + b * P;
-  const T* dM = gm_all + b * D * N * N;
-  double* dcdf = scratch + b * 3 * N;
-  double* dh = dcdf + N;
-  T* hd = hd_cdf + b * 2 * N;
-  T* cdf = hd + N;
-  T* ds = ds_all + b * P;
-  for (int64_t k = threadIdx.x; k < N; k += blockDim.x) dcdf[k] = 0;
-  __syncthreads();
-  for (int64_t c0 = 0; c0 < P; c0 += kThreads) {  // reduction pass: sum_p dQ_p E_n(p)
-    const int64_t p = c0 + threadIdx.x;
-    ent[threadIdx.x * 2] = -1;
-    ent[threadIdx.x * 2 + 1] = -1;
-    if (p < P) {
-      int64_t k;
-      T wt;
-      bool inside;
-      hat_code(S[p], lv, N, k, wt, inside);
-      ent[threadIdx.x * 2] = static_cast<int>(k);
-      val[threadIdx.x * 2] = double(dQ[p]) * double(T(1) - wt);
-      ent[threadIdx.x * 2 + 1] = static_cast<int>(k + 1);
-      val[threadIdx.x * 2 + 1] = double(dQ[p]) * double(wt);
-    }
-    __syncthreads();
-    owner_accumulate<2>(ent, val, dcdf);
-    __syncthreads();
+__global__ void lloyd_update_kernel(const double* __restrict__ sums, int64_t B, int64_t N,
+                                    const int* __restrict__ bad, T* __restrict__ lv_all) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * N) return;
+  const int64_t b = i / N, k = i % N;
+  const double cnt = sums[b * 2 * N + N + k];
+  if (!bad[b] && cnt > 0) lv_all[i] = static_cast<T>(sums[b * 2 * N + k] / cnt);
+}
+
+// Thread per image: histogram, denoised histogram and CDF (NaN for a flagged image).
+template <typename T>
+__global__ void dtiem_hist_kernel(const double* __restrict__ sums, int64_t B, int64_t P,
+                                  int64_t N, double theta, const int* __restrict__ bad,
+                                  T* __restrict__ raw_all, T* __restrict__ hist_all,
+                                  T* __restrict__ cdf_all, T* __restrict__ lv_all) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= B) return;
+  T* raw = raw_all + b * N;
+  if (bad[b]) {
+    const T nan_v = static_cast<T>(nan(""));
+    for (int64_t k = 0; k < N; ++k) raw[k] = hist_all[b * N + k] = lv_all[b * N + k] = nan_v;
+    return;
   }
-  if (threadIdx.x == 0) {
-    int64_t amax;
-    T c;
-    denoise_cdf(rh, N, theta, hd, cdf, amax, c);
-    double suffix = 0, total = 0, dclip = 0;
-    int64_t nover = 0;
-    for (int64_t n = N - 1; n >= 0; --n) {
-      suffix += dcdf[n];
-      dh[n] = double(gh_all[b * N + n]) + suffix - dcdf[n] / 2;
-      total += dh[n];
-    }
-    for (int64_t n = 0; n < N; ++n)
-      if (rh[n] > c) {
-        dclip += dh[n];
-        ++nover;
-        dh[n] = total / double(N);
-      }
-    dclip -= double(nover) / double(N) * total;
-    dh[amax] += theta * dclip;
-  }
-  __syncthreads();
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) {  // per-pixel pass
+  for (int64_t k = 0; k < N; ++k) raw[k] = static_cast<T>(sums[b * N + k] / double(P));
+  int64_t amax;
+  T c;
+  denoise_cdf(raw, N, theta, hist_all + b * N, cdf_all + b * N, amax, c);
+}
+
+// Thread per pixel: the equalised map Q = sum_n E_n CDF_n.
+template <typename T>
+__global__ void dtiem_q_kernel(const T* __restrict__ s_all, int64_t B, int64_t P, int64_t N,
+                               const T* __restrict__ lv_all, const T* __restrict__ cdf_all,
+                               const int* __restrict__ bad, T* __restrict__ q_all) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * P) return;
+  const int64_t b = i / P;
+  const T* cdf = cdf_all + b * N;
+  if (bad[b]) {
+    q_all[i] = static_cast<T>(nan(""));
+  } else if (N == 1) {
+    q_all[i] = cdf[0];
+  } else {
     int64_t k;
     T wt;
     bool inside;
-    hat_code(S[p], lv, N, k, wt, inside);
-    if (!inside) {
-      ds[p] = T(0);
-      continue;
-    }
-    const int64_t y = p / W, x = p % W;
-    double dE0 = double(dQ[p]) * double(cdf[k]) + dh[k] / double(P);
-    double dE1 = double(dQ[p]) * double(cdf[k + 1]) + dh[k + 1] / double(P);
-    for (int64_t d = 0; d < D; ++d) {
-      const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
-      const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
-      if (hh <= 0 || ww <= 0) continue;
-      const double inv = 1.0 / double(hh * ww);
-      const T* G = dM + d * N * N;
-      const int64_t yn = y + dy, xn = x + dx, yp = y - dy, xp = x - dx;
-      if (yn >= 0 && yn < H && xn >= 0 && xn < W) {
-        int64_t kq;
-        T wq;
-        bool iq;
-        hat_code(S[yn * W + xn], lv, N, kq, wq, iq);
-        const double a0 = double(T(1) - wq), a1 = double(wq);
-        dE0 += (G[k * N + kq] * a0 + G[k * N + kq + 1] * a1) * inv;
-        dE1 += (G[(k + 1) * N + kq] * a0 + G[(k + 1) * N + kq + 1] * a1) * inv;
-      }
-      if (yp >= 0 && yp < H && xp >= 0 && xp < W) {
-        int64_t kq;
-        T wq;
-        bool iq;
-        hat_code(S[yp * W + xp], lv, N, kq, wq, iq);
-        const double a0 = double(T(1) - wq), a1 = double(wq);
-        dE0 += (a0 * G[kq * N + k] + a1 * G[(kq + 1) * N + k]) * inv;
-        dE1 += (a0 * G[kq * N + k + 1] + a1 * G[(kq + 1) * N + k + 1]) * inv;
-      }
-    }
-    ds[p] = static_cast<T>((dE1 - dE0) / double(lv[k + 1] - lv[k]));
+    hat_code(s_all[i], lv_all + b * N, N, k, wt, inside);
+    q_all[i] = (T(1) - wt) * cdf[k] + wt * cdf[k + 1];
   }
+}
+
+// Partial co-occurrence of each block's pixel pairs: block (b * D + d) * nb + j.
+template <typename T>
+__global__ void cooc_partial_kernel(const T* __restrict__ s_all, int64_t H, int64_t W,
+                                    int64_t N, Offsets offs, int64_t nb, int64_t chunk,
+                                    const T* __restrict__ lv_all, const int* __restrict__ bad,
+                                    double* __restrict__ part) {
+  __shared__ int ent[kThreads * 4];
+  __shared__ double val[kThreads * 4];
+  const int64_t D = offs.n, bd = blockIdx.x / nb, j = blockIdx.x % nb, b = bd / D, d = bd % D;
+  if (bad[b]) return;
+  const int64_t P = H * W;
+  const T* S = s_all + b * P;
+  const T* lv = lv_all + b * N;
+  double* M = part + blockIdx.x * N * N;
+  const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
+  const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
+  const int64_t npairs = hh > 0 && ww > 0 ? hh * ww : 0;
+  const int64_t y0 = dy < 0 ? -dy : 0, x0 = dx < 0 ? -dx : 0;
+  const int64_t t0 = j * chunk, t1 = t0 + chunk < npairs ? t0 + chunk : npairs;
+  for (int64_t e = threadIdx.x; e < N * N; e += blockDim.x) M[e] = 0;
+  __syncthreads();
+  for (int64_t c0 = t0; c0 < t1; c0 += kThreads) {
+    const int64_t t = c0 + threadIdx.x;
+    for (int m = 0; m < 4; ++m) ent[threadIdx.x * 4 + m] = -1;
+    if (t < t1) {
+      const int64_t y = y0 + t / ww, x = x0 + t % ww;
+      const int64_t i = y * W + x, jj = (y + dy) * W + x + dx;
+      if (N == 1) {
+        ent[threadIdx.x * 4] = 0;
+        val[threadIdx.x * 4] = 1.0;
+      } else {
+        int64_t ki, kj;
+        T wi, wj;
+        bool in_i, in_j;
+        hat_code(S[i], lv, N, ki, wi, in_i);
+        hat_code(S[jj], lv, N, kj, wj, in_j);
+        const double ai[2] = {double(T(1) - wi), double(wi)};
+        const double aj[2] = {double(T(1) - wj), double(wj)};
+        for (int u = 0; u < 2; ++u)
+          for (int v = 0; v < 2; ++v) {
+            ent[threadIdx.x * 4 + 2 * u + v] = static_cast<int>((ki + u) * N + kj + v);
+            val[threadIdx.x * 4 + 2 * u + v] = ai[u] * aj[v];
+          }
+      }
+    }
+    __syncthreads();
+    owner_accumulate<4>(ent, val, M);
+    __syncthreads();
+  }
+}
+
+// Thread per (image, offset, entry): co-occurrence = summed pairs / pair count.
+template <typename T>
+__global__ void cooc_finish_kernel(const double* __restrict__ M, int64_t B, int64_t H, int64_t W,
+                                   int64_t N, Offsets offs, const int* __restrict__ bad,
+                                   T* __restrict__ cooc) {
+  const int64_t D = offs.n, NN = N * N;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * D * NN) return;
+  const int64_t b = i / (D * NN), d = (i / NN) % D;
+  const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
+  const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
+  const int64_t npairs = hh > 0 && ww > 0 ? hh * ww : 0;
+  if (bad[b]) cooc[i] = static_cast<T>(nan(""));
+  else cooc[i] = npairs > 0 ? static_cast<T>(M[i] / double(npairs)) : T(0);
+}
+
+// Backward, thread per image: through the CDF, the clip-and-redistribute and the histogram.
+// dcdf (B, N) = sum_p dQ_p E_n(p); writes dh (B, N) and the denoised histogram / CDF (B, 2N).
+template <typename T>
+__global__ void dtiem_backward_hist_kernel(const double* __restrict__ dcdf_all,
+                                           const T* __restrict__ gh_all,
+                                           const T* __restrict__ raw_all, int64_t B, int64_t N,
+                                           double theta, double* __restrict__ dh_all,
+                                           T* __restrict__ hd_cdf) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= B) return;
+  const double* dcdf = dcdf_all + b * N;
+  const T* rh = raw_all + b * N;
+  double* dh = dh_all + b * N;
+  T* hd = hd_cdf + b * 2 * N;
+  int64_t amax;
+  T c;
+  denoise_cdf(rh, N, theta, hd, hd + N, amax, c);
+  double suffix = 0, total = 0, dclip = 0;
+  int64_t nover = 0;
+  for (int64_t n = N - 1; n >= 0; --n) {
+    suffix += dcdf[n];
+    dh[n] = double(gh_all[b * N + n]) + suffix - dcdf[n] / 2;
+    total += dh[n];
+  }
+  for (int64_t n = 0; n < N; ++n)
+    if (rh[n] > c) {
+      dclip += dh[n];
+      ++nover;
+      dh[n] = total / double(N);
+    }
+  dclip -= double(nover) / double(N) * total;
+  dh[amax] += theta * dclip;
+}
+
+// Backward, thread per pixel: d loss / d s_p through its hat code (zero when clamped).
+template <typename T>
+__global__ void dtiem_backward_pixel_kernel(const T* __restrict__ gq_all,
+                                            const T* __restrict__ gm_all,
+                                            const T* __restrict__ s_all,
+                                            const T* __restrict__ lv_all,
+                                            const double* __restrict__ dh_all,
+                                            const T* __restrict__ hd_cdf, int64_t B, int64_t H,
+                                            int64_t W, int64_t N, Offsets offs,
+                                            T* __restrict__ ds_all) {
+  const int64_t P = H * W, D = offs.n;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * P) return;
+  const int64_t b = i / P, p = i % P;
+  const T* S = s_all + b * P;
+  const T* lv = lv_all + b * N;
+  const T* dQ = gq_all + b * P;
+  const T* dM = gm_all + b * D * N * N;
+  const double* dh = dh_all + b * N;
+  const T* cdf = hd_cdf + b * 2 * N + N;
+  int64_t k;
+  T wt;
+  bool inside;
+  hat_code(S[p], lv, N, k, wt, inside);
+  if (!inside) {
+    ds_all[i] = T(0);
+    return;
+  }
+  const int64_t y = p / W, x = p % W;
+  double dE0 = double(dQ[p]) * double(cdf[k]) + dh[k] / double(P);
+  double dE1 = double(dQ[p]) * double(cdf[k + 1]) + dh[k + 1] / double(P);
+  for (int64_t d = 0; d < D; ++d) {
+    const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
+    const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
+    if (hh <= 0 || ww <= 0) continue;
+    const double inv = 1.0 / double(hh * ww);
+    const T* G = dM + d * N * N;
+    const int64_t yn = y + dy, xn = x + dx, yp = y - dy, xp = x - dx;
+    if (yn >= 0 && yn < H && xn >= 0 && xn < W) {
+      int64_t kq;
+      T wq;
+      bool iq;
+      hat_code(S[yn * W + xn], lv, N, kq, wq, iq);
+      const double a0 = double(T(1) - wq), a1 = double(wq);
+      dE0 += (G[k * N + kq] * a0 + G[k * N + kq + 1] * a1) * inv;
+      dE1 += (G[(k + 1) * N + kq] * a0 + G[(k + 1) * N + kq + 1] * a1) * inv;
+    }
+    if (yp >= 0 && yp < H && xp >= 0 && xp < W) {
+      int64_t kq;
+      T wq;
+      bool iq;
+      hat_code(S[yp * W + xp], lv, N, kq, wq, iq);
+      const double a0 = double(T(1) - wq), a1 = double(wq);
+      dE0 += (a0 * G[kq * N + k] + a1 * G[(kq + 1) * N + k]) * inv;
+      dE1 += (a0 * G[kq * N + k + 1] + a1 * G[(kq + 1) * N + k + 1]) * inv;
+    }
+  }
+  ds_all[i] = static_cast<T>((dE1 - dE0) / double(lv[k + 1] - lv[k]));
 }
 
 constexpr size_t kMaxOffsetPairs = 8;  // capacity of Offsets
@@ -320,22 +343,88 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
   const Offsets offs = make_offsets(offsets);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous();
-  const int64_t B = s.size(0), H = s.size(1), W = s.size(2), D = offs.n;
-  const unsigned images = grid_blocks(B, 1, fn);
+  const int64_t B = s.size(0), H = s.size(1), W = s.size(2), P = H * W, D = offs.n;
   Tensor q = at::empty({B, H, W}, s.options());
   Tensor cooc = at::empty({B, D, N, N}, s.options());
   Tensor hist = at::empty({B, N}, s.options());
   Tensor levels = at::empty({B, N}, s.options());
   Tensor raw = at::empty({B, N}, s.options());
+  if (B == 0) return {q, cooc, hist, levels, raw};
+  int64_t max_pairs = 0;  // pairs of the offset with the most pairs
+  for (int64_t d = 0; d < D; ++d) {
+    const int64_t hh = H - std::abs(offs.v[2 * d]), ww = W - std::abs(offs.v[2 * d + 1]);
+    if (hh > 0 && ww > 0) max_pairs = std::max(max_pairs, hh * ww);
+  }
+  const int64_t nb_x = split_blocks(P, B, 0), chunk_x = ceil_div(P, nb_x);
+  const int64_t nb = split_blocks(P, B, 2 * N), chunk = ceil_div(P, nb);
+  const int64_t nb_m = split_blocks(max_pairs, B * D, N * N);
+  const int64_t chunk_m = ceil_div(std::max<int64_t>(max_pairs, 1), nb_m);
+  const unsigned images = grid_blocks(B, 1, fn), image_threads = grid_blocks(B, 128, fn);
+  const unsigned grid_x = grid_blocks(B * nb_x, 1, fn), grid = grid_blocks(B * nb, 1, fn);
+  const unsigned grid_m = grid_blocks(B * D * nb_m, 1, fn);
+  const unsigned pixels = grid_blocks(B * P, 256, fn), levels_grid = grid_blocks(B * N, 256, fn);
+  const unsigned sums_l = grid_blocks(B * 2 * N, 256, fn), sums_m = grid_blocks(B * D * N * N, 256, fn);
+  const auto dopt = s.options().dtype(at::kDouble);
+  Tensor part_idx = at::empty({B * nb_x, 2}, s.options().dtype(at::kLong));
+  Tensor part_bad = at::empty({B * nb_x}, s.options().dtype(at::kInt));
+  Tensor extrema = at::empty({B, 2}, s.options().dtype(at::kLong));
+  Tensor bad = at::empty({B}, s.options().dtype(at::kInt));
+  Tensor part = at::empty({B * nb, 2 * N}, dopt);
+  Tensor sums = at::empty({B, 2 * N}, dopt);
+  Tensor part_m = D > 0 ? at::empty({B * D * nb_m, N * N}, dopt) : at::empty({0}, dopt);
+  Tensor M = nb_m > 1 && D > 0 ? at::empty({B * D, N * N}, dopt) : part_m;
   Tensor cdf = at::empty({B, N}, s.options());
-  if (images == 0) return {q, cooc, hist, levels, raw};
-  Tensor scratch = at::empty({B, N * N + 2 * N}, s.options().dtype(at::kDouble));
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_cuda", [&] {
-    dtiem_forward_kernel<scalar_t><<<images, kThreads, 0, current_stream()>>>(
-        s.data_ptr<scalar_t>(), H, W, N, iters, theta, offs, q.data_ptr<scalar_t>(),
-        cooc.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(),
-        raw.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), scratch.data_ptr<double>());
+    const scalar_t* S = s.data_ptr<scalar_t>();
+    scalar_t* lv = levels.data_ptr<scalar_t>();
+    const int* flag = bad.data_ptr<int>();
+    extrema_partial_kernel<scalar_t><<<grid_x, kThreads, 0, stream>>>(
+        S, P, nb_x, chunk_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>());
     check_launch(fn);
+    stl_levels_kernel<scalar_t><<<images, kThreads, 0, stream>>>(
+        S, P, N, nb_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>(), lv,
+        extrema.data_ptr<int64_t>(), bad.data_ptr<int>());
+    check_launch(fn);
+    // (B, 2N) sums of a pass; the partials are read in place when one block takes an image
+    const auto pass = [&](bool lloyd) -> const double* {
+      const int64_t K = lloyd ? 2 * N : N;
+      pixel_partial_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+          S, nullptr, P, N, lloyd, nb, chunk, lv, flag, part.data_ptr<double>());
+      check_launch(fn);
+      if (nb == 1) return part.data_ptr<double>();
+      sum_partials_kernel<<<lloyd ? sums_l : grid_blocks(B * N, 256, fn), 256, 0, stream>>>(
+          part.data_ptr<double>(), B, nb, K, sums.data_ptr<double>());
+      check_launch(fn);
+      return sums.data_ptr<double>();
+    };
+    for (int64_t it = 0; it < iters; ++it) {  // Lloyd-Max steps
+      const double* lsums = pass(true);
+      lloyd_update_kernel<scalar_t><<<levels_grid, 256, 0, stream>>>(lsums, B, N, flag, lv);
+      check_launch(fn);
+    }
+    const double* hsums = pass(false);
+    dtiem_hist_kernel<scalar_t><<<image_threads, 128, 0, stream>>>(
+        hsums, B, P, N, theta, flag, raw.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(),
+        cdf.data_ptr<scalar_t>(), lv);
+    check_launch(fn);
+    dtiem_q_kernel<scalar_t><<<pixels, 256, 0, stream>>>(S, B, P, N, lv,
+                                                         cdf.data_ptr<scalar_t>(), flag,
+                                                         q.data_ptr<scalar_t>());
+    check_launch(fn);
+    if (D > 0) {
+      cooc_partial_kernel<scalar_t><<<grid_m, kThreads, 0, stream>>>(
+          S, H, W, N, offs, nb_m, chunk_m, lv, flag, part_m.data_ptr<double>());
+      check_launch(fn);
+      if (nb_m > 1) {
+        sum_partials_kernel<<<sums_m, 256, 0, stream>>>(part_m.data_ptr<double>(), B * D, nb_m,
+                                                        N * N, M.data_ptr<double>());
+        check_launch(fn);
+      }
+      cooc_finish_kernel<scalar_t><<<sums_m, 256, 0, stream>>>(
+          M.data_ptr<double>(), B, H, W, N, offs, flag, cooc.data_ptr<scalar_t>());
+      check_launch(fn);
+    }
   });
   return {q, cooc, hist, levels, raw};
 }
@@ -351,18 +440,36 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
   const Tensor s = s_.contiguous(), levels = levels_.contiguous(), raw = raw_.contiguous();
   const Tensor gq = grad_q.contiguous(), gm = grad_cooc.contiguous();
   const Tensor gh = grad_hist.contiguous();
-  const int64_t B = s.size(0), H = s.size(1), W = s.size(2), N = levels.size(1);
-  const unsigned images = grid_blocks(B, 1, fn);
-  if (N == 1 || images == 0) return at::zeros_like(s);  // one level: the codes are constant
+  const int64_t B = s.size(0), H = s.size(1), W = s.size(2), P = H * W, N = levels.size(1);
+  if (N == 1 || B == 0) return at::zeros_like(s);  // one level: the codes are constant
+  const int64_t nb = split_blocks(P, B, N), chunk = ceil_div(P, nb);
+  const unsigned grid = grid_blocks(B * nb, 1, fn), sums = grid_blocks(B * N, 256, fn);
+  const unsigned image_threads = grid_blocks(B, 128, fn), pixels = grid_blocks(B * P, 256, fn);
+  const auto dopt = s.options().dtype(at::kDouble);
   Tensor ds = at::empty_like(s);
-  Tensor scratch = at::empty({B, 3 * N}, s.options().dtype(at::kDouble));
+  Tensor part = at::empty({B * nb, N}, dopt);
+  Tensor dcdf = nb > 1 ? at::empty({B, N}, dopt) : part;
+  Tensor dh = at::empty({B, N}, dopt);
   Tensor hd_cdf = at::empty({B, 2 * N}, s.options());
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_backward_cuda", [&] {
-    dtiem_backward_kernel<scalar_t><<<images, kThreads, 0, current_stream()>>>(
-        gq.data_ptr<scalar_t>(), gm.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
-        s.data_ptr<scalar_t>(), levels.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), H, W, N,
-        theta, offs, scratch.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(),
-        ds.data_ptr<scalar_t>());
+    pixel_partial_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
+        s.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(), P, N, false, nb, chunk,
+        levels.data_ptr<scalar_t>(), nullptr, part.data_ptr<double>());
+    check_launch(fn);
+    if (nb > 1) {
+      sum_partials_kernel<<<sums, 256, 0, stream>>>(part.data_ptr<double>(), B, nb, N,
+                                                    dcdf.data_ptr<double>());
+      check_launch(fn);
+    }
+    dtiem_backward_hist_kernel<scalar_t><<<image_threads, 128, 0, stream>>>(
+        dcdf.data_ptr<double>(), gh.data_ptr<scalar_t>(), raw.data_ptr<scalar_t>(), B, N, theta,
+        dh.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>());
+    check_launch(fn);
+    dtiem_backward_pixel_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
+        gq.data_ptr<scalar_t>(), gm.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+        levels.data_ptr<scalar_t>(), dh.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(), B, H,
+        W, N, offs, ds.data_ptr<scalar_t>());
     check_launch(fn);
   });
   return ds;

@@ -36,66 +36,12 @@ using at::Tensor;
 //
 // Each group (image, or image cell for QCO 2-D) is split across nb = split_blocks() blocks of
 // `chunk` consecutive pixels (pixel pairs for the co-occurrence); block index = g * nb + j.
-// Forward: extrema per block -> extrema and levels per group (blocks in pixel order, first
-// index on ties, as the CPU kernel) -> partial (co-)counts per block -> sum of the partials in
+// Forward: extrema per block -> extrema and levels per group (extrema_partial_kernel and
+// stl_levels_kernel, texture_stats_cuda.cuh) -> partial (co-)counts per block -> sum of the partials in
 // block order -> normalised counts. Backward: per-group coefficients -> per-pixel gradient and
 // partial level gradients per block -> sum in block order -> gradient of the extrema.
 // A group holding NaN / Inf gets NaN outputs, a group whose extrema index no pixel a NaN
 // gradient: flags stay on the device (no host round trip).
-
-// Stage 1: first argmin / argmax of each block's pixel range and its non-finite flag.
-template <typename T>
-__global__ void qco_extrema_partial_kernel(const T* __restrict__ s_all, int64_t P, int64_t nb,
-                                           int64_t chunk, int64_t* __restrict__ part_idx,
-                                           int* __restrict__ part_bad) {
-  __shared__ int64_t sidx[2 * kThreads];
-  __shared__ double red[kThreads];
-  const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb;
-  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
-  const int64_t n = p1 > p0 ? p1 - p0 : 0;
-  const T* S = s_all + g * P + p0;
-  double nbad = 0;
-  for (int64_t p = threadIdx.x; p < n; p += blockDim.x) nbad += isfinite(S[p]) ? 0.0 : 1.0;
-  const double bad = block_sum(nbad, red);
-  int64_t imin, imax;
-  block_argminmax(S, n, imin, imax, sidx);
-  if (threadIdx.x == 0) {
-    part_idx[2 * blockIdx.x] = imin < 0 ? -1 : p0 + imin;
-    part_idx[2 * blockIdx.x + 1] = imax < 0 ? -1 : p0 + imax;
-    part_bad[blockIdx.x] = bad > 0 ? 1 : 0;
-  }
-}
-
-// Stage 2 (block per group): extrema (blocks in pixel order: a strict comparison keeps the
-// first index), levels and the group's non-finite flag.
-template <typename T>
-__global__ void qco_levels_kernel(const T* __restrict__ s_all, int64_t P, int64_t L, int64_t nb,
-                                  const int64_t* __restrict__ part_idx,
-                                  const int* __restrict__ part_bad, T* __restrict__ levels,
-                                  int64_t* __restrict__ extrema, int* __restrict__ bad) {
-  __shared__ int64_t ext[2];
-  const int64_t g = blockIdx.x;
-  const T* S = s_all + g * P;
-  if (threadIdx.x == 0) {
-    int64_t a = -1, b = -1;
-    int any_bad = 0;
-    for (int64_t j = 0; j < nb; ++j) {
-      const int64_t m = part_idx[2 * (g * nb + j)], x = part_idx[2 * (g * nb + j) + 1];
-      any_bad |= part_bad[g * nb + j];
-      if (m >= 0 && (a < 0 || S[m] < S[a])) a = m;
-      if (x >= 0 && (b < 0 || S[x] > S[b])) b = x;
-    }
-    ext[0] = a;
-    ext[1] = b;
-    extrema[2 * g] = a;
-    extrema[2 * g + 1] = b;
-    bad[g] = any_bad;
-  }
-  __syncthreads();
-  const T lo = S[ext[0]], hi = S[ext[1]];
-  for (int64_t k = threadIdx.x; k < L; k += blockDim.x)
-    levels[g * L + k] = static_cast<T>(level_frac(k, L)) * (hi - lo) + lo;
-}
 
 // Stage 3: partial (co-)counts of each block's pixels (pairs with the (+1, +1) neighbour).
 template <typename T>
@@ -295,10 +241,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> qco_cuda(const Tensor& s_, int64_t L,
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_qco_cuda", [&] {
     const scalar_t* S = s.data_ptr<scalar_t>();
-    qco_extrema_partial_kernel<scalar_t><<<grid_x, kThreads, 0, stream>>>(
+    extrema_partial_kernel<scalar_t><<<grid_x, kThreads, 0, stream>>>(
         S, P, nb_x, chunk_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>());
     check_launch(fn);
-    qco_levels_kernel<scalar_t><<<groups, kThreads, 0, stream>>>(
+    stl_levels_kernel<scalar_t><<<groups, kThreads, 0, stream>>>(
         S, P, L, nb_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>(),
         levels.data_ptr<scalar_t>(), extrema.data_ptr<int64_t>(), bad.data_ptr<int>());
     check_launch(fn);

@@ -22,6 +22,7 @@
 #include <limits>
 
 #include "../texture_stats_checks.h"
+#include "../texture_stats_math.h"
 
 namespace sstkd_texstat_cuda {
 namespace detail {
@@ -29,8 +30,9 @@ namespace detail {
 using namespace sstkd_texstat_checks;  // NOLINT: the argument checks shared with the CPU
 
 inline constexpr int kThreads = 128;  // threads per block of the statistics kernels
-// Pixels of one image handled by one block of the split passes (4 chunks of kThreads).
-inline constexpr int64_t kPixelsPerBlock = 4 * kThreads;
+// Pixels of one image handled by one block of the split passes (2 chunks of kThreads): a
+// 128 x 128 image takes 64 blocks, so batch 8 gives 512 blocks, about 4 per SM on 132 SMs.
+inline constexpr int64_t kPixelsPerBlock = 2 * kThreads;
 // Largest per-block partial-sum workspace of a split pass, in doubles (256 MiB).
 inline constexpr int64_t kPartialBudget = int64_t(1) << 25;
 
@@ -130,6 +132,61 @@ __device__ void block_argminmax(const T* S, int64_t P, int64_t& imin, int64_t& i
   imin = sidx[0];
   imax = sidx[1];
   __syncthreads();
+}
+
+// Split pass 1 (block g * nb + j: pixels [j * chunk, ...) of group g): first argmin / argmax
+// of the block's pixels and its non-finite flag.
+template <typename T>
+__global__ void extrema_partial_kernel(const T* __restrict__ s_all, int64_t P, int64_t nb,
+                                       int64_t chunk, int64_t* __restrict__ part_idx,
+                                       int* __restrict__ part_bad) {
+  __shared__ int64_t sidx[2 * kThreads];
+  __shared__ double red[kThreads];
+  const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb;
+  const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
+  const int64_t n = p1 > p0 ? p1 - p0 : 0;
+  const T* S = s_all + g * P + p0;
+  double nbad = 0;
+  for (int64_t p = threadIdx.x; p < n; p += blockDim.x) nbad += isfinite(S[p]) ? 0.0 : 1.0;
+  const double bad = block_sum(nbad, red);
+  int64_t imin, imax;
+  block_argminmax(S, n, imin, imax, sidx);
+  if (threadIdx.x == 0) {
+    part_idx[2 * blockIdx.x] = imin < 0 ? -1 : p0 + imin;
+    part_idx[2 * blockIdx.x + 1] = imax < 0 ? -1 : p0 + imax;
+    part_bad[blockIdx.x] = bad > 0 ? 1 : 0;
+  }
+}
+
+// Split pass 2 (block per group): extrema (blocks in pixel order: a strict comparison keeps
+// the first index, as the CPU kernels), STLNet's levels and the group's non-finite flag.
+template <typename T>
+__global__ void stl_levels_kernel(const T* __restrict__ s_all, int64_t P, int64_t L, int64_t nb,
+                                  const int64_t* __restrict__ part_idx,
+                                  const int* __restrict__ part_bad, T* __restrict__ levels,
+                                  int64_t* __restrict__ extrema, int* __restrict__ bad) {
+  __shared__ int64_t ext[2];
+  const int64_t g = blockIdx.x;
+  const T* S = s_all + g * P;
+  if (threadIdx.x == 0) {
+    int64_t a = -1, b = -1;
+    int any_bad = 0;
+    for (int64_t j = 0; j < nb; ++j) {
+      const int64_t m = part_idx[2 * (g * nb + j)], x = part_idx[2 * (g * nb + j) + 1];
+      any_bad |= part_bad[g * nb + j];
+      if (m >= 0 && (a < 0 || S[m] < S[a])) a = m;
+      if (x >= 0 && (b < 0 || S[x] > S[b])) b = x;
+    }
+    ext[0] = a;
+    ext[1] = b;
+    extrema[2 * g] = a;
+    extrema[2 * g + 1] = b;
+    bad[g] = any_bad;
+  }
+  __syncthreads();
+  const T lo = S[ext[0]], hi = S[ext[1]];
+  for (int64_t k = threadIdx.x; k < L; k += blockDim.x)
+    levels[g * L + k] = static_cast<T>(sstkd_texstat_math::level_frac(k, L)) * (hi - lo) + lo;
 }
 
 }  // namespace detail
