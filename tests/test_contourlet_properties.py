@@ -207,7 +207,7 @@ def test_backend_argument():
     x = _rand(1, 1, 16, 16)
     low, _ = C.pdfb_dec(x, nlevs=(2,), backend="reference")
     low_auto, _ = C.pdfb_dec(x, nlevs=(2,), backend="auto")
-    assert torch.equal(low, low_auto)
+    assert_close(low_auto, low)  # auto may pick a fused backend: equal to rounding
 
 
 def test_float32_autograd_runs():
