@@ -3,14 +3,14 @@
 Command line::
 
     python -m sstkd.train                    # the embedded default (synthetic pipeline, CPU)
-    python -m sstkd.train --config configs/camvid_cpu.yaml --preset sstkd \\
+    python -m sstkd.train --config camvid_cpu --preset sstkd \\
         --teacher-checkpoint runs/camvid_cpu/teacher/final_model.pth
     python -m sstkd.train --config C --pipeline   # teacher (cached) + distilled + baseline
     python -m sstkd.train --config C --set optim.lr=0.005 --set train.iters=2000 --resume
     torchrun --nproc_per_node=2 -m sstkd.train --config C ...   # DistributedDataParallel
 
 Without ``--config`` (and without a teacher checkpoint) it runs
-``configs/synthetic_default.yaml`` as a *pipeline*: it trains the
+the packaged ``synthetic_default`` config as a *pipeline*: it trains the
 teacher (or reuses the one cached under ``$SSTKD_CACHE`` or ``~/.cache/sstkd/teachers/<hash of
 the teacher's config>``), distils the student with the config's preset, trains the same student
 without distillation, evaluates all three and prints a table (``--pipeline --resume`` also
@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="Without --config: --config " + str(DEFAULT_CONFIG) +
                                 " --pipeline (unless --teacher-checkpoint or a preset "
                                 "without a teacher is given).")
-    p.add_argument("--config", default=None, help="YAML config (default: the synthetic demo)")
+    p.add_argument("--config", default=None, help="YAML file or packaged config name, e.g. "
+                   "camvid_cpu (default: synthetic_default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.005 (repeatable)")
     p.add_argument("--preset", default=None, help="distill.preset (baseline, kd, skd, cwd, "
