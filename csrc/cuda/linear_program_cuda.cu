@@ -9,10 +9,13 @@
 // Decomposition: one plane's working set is its workspace (ws_numel, the separable scratch
 // included). The grid is sized so that the live workspaces fit the L2: one block per SM at
 // least (kThreads = 512 threads, 16 warps), up to 4 per SM while they fit half the L2 (for
-// a 128x128 pdfb_dec backward, ~444 KB per plane in float32: 132 blocks, ~59 MB on an H200,
-// against 528 blocks and ~234 MB before). Nothing is copied to the host: the program was
-// validated once (linear_program_check); here each instruction's operands and each table
-// entry are re-checked on the device and a bad one is skipped, never dereferenced.
+// a 128x128 pdfb_dec backward, ~502 KB per plane in float32 with the scratch: 132 blocks,
+// ~66 MB on an H200, against 528 blocks and ~265 MB before; the program's live set is
+// ~434 KB, so fitting the L2 entirely needs a plane split across blocks).
+//
+// Nothing is copied to the host: the program was validated once (linear_program_check);
+// here each instruction's operands and each table entry are re-checked on the device and a
+// bad one is skipped, never dereferenced.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -158,7 +161,9 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       for (int64_t e = threadIdx.x; e < Ho * Wo; e += blockDim.x) {
         const int64_t i = e / Wo, j = e % Wo;
         T v = T(0);
-        for (int64_t q = 0; q < l1; ++q) v += static_cast<T>(f1[q]) * tmp[(i * s1 + q) * Wo + j];
+        for (int64_t q = 0; q < l1; ++q) {
+          v += static_cast<T>(f1[q]) * tmp[(i * s1 + q) * Wo + j];
+        }
         dst[e] = acc ? dst[e] + v : v;
       }
       break;
