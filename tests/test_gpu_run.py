@@ -96,3 +96,21 @@ def test_parity_phase_and_its_cases_name_the_same_ops():
     from scripts.gpu_phases import parity, parity_cases
 
     assert parity.OPS == parity_cases.OPS
+
+
+def test_a_case_whose_worker_died_counts_as_failed_and_is_disabled(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from scripts.gpu_phases import parity
+
+    done = {"key": "parity|qco_1d|float32|2x5x19x23|0", "kind": "parity", "op": "qco_1d",
+            "backend": "cuda", "ok": True}
+    lines = [{"key": done["key"], "started": True}, done,
+             {"key": "parity|pdfb_dec|float64|2x3x32x48|0", "started": True}]
+    (tmp_path / "cases_cuda.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "cases_triton.jsonl").write_text("")
+    records, failed, _, planned = parity.write_parity(tmp_path, ["cuda", "triton"], False, {})
+    assert [r["ok"] for r in records] == [True, False]
+    assert "died or hung" in records[1]["error"]
+    assert failed == ["cuda:pdfb_dec"] and planned > len(records)
+    saved = json.loads((tmp_path / "gpu_parity.json").read_text())
+    assert saved["SSTKD_DISABLE"] == "cuda:pdfb_dec"

@@ -118,7 +118,7 @@ def worker(backend: str, out: Path, dry: bool) -> int:
     return 0
 
 
-def read_cases(path: Path) -> list[dict]:
+def read_cases(path: Path, backend: str) -> list[dict]:
     """Finished records, plus a failure for a case that started and never finished."""
     started, done = {}, {}
     for ln in path.read_text().splitlines() if path.exists() else []:
@@ -127,7 +127,7 @@ def read_cases(path: Path) -> list[dict]:
     for key in started:
         if key not in done:
             kind, op, *rest = key.split("|")
-            done[key] = {"key": key, "kind": kind, "op": op, "ok": False,
+            done[key] = {"key": key, "kind": kind, "op": op, "backend": backend, "ok": False,
                          "error": "the worker died or hung in this case"}
     return list(done.values())
 
@@ -143,11 +143,27 @@ def _run_backend(backend: str, args, deadline: float, env: dict[str, str]) -> No
                 **env)
         if r["rc"] == 0:
             return
-        for rec in read_cases(path):  # mark the case it died in as finished (failed)
+        for rec in read_cases(path, backend):  # mark the case it died in as finished (failed)
             if rec.get("error") == "the worker died or hung in this case":
                 with open(path, "a") as f:
                     f.write(json.dumps(dict(rec, error=f"worker exit {r['rc']}: "
                                             + r["tail"][-1500:])) + "\n")
+
+
+def write_parity(out: Path, backends: list[str], dry: bool, extra: dict):
+    """``gpu_parity.json`` from the workers' records so far (and the GPU-only checks)."""
+    records = [r for be in backends for r in read_cases(out / f"cases_{be}.jsonl", be)]
+    parity = [r for r in records if r.get("kind") == "parity"]
+    failed = sorted({f"{r['backend']}:{r['op']}" for r in parity if not r["ok"]})
+    nondet = sorted({f"{r['backend']}:{r['op']}" for r in records
+                     if r.get("kind") == "determinism" and not r["ok"] and "error" not in r})
+    expected = sum(len(cases(dry, be)) for be in backends)
+    write_json(out / "gpu_parity.json", {
+        "disable": failed, "SSTKD_DISABLE": ",".join(failed), "nondeterministic": nondet,
+        "cases_planned": expected, "checks": extra, "cases": parity,
+        "how": "reference in the same dtype with TF32 off (and float64 for float32 cases); "
+               "tolerances: tests/conftest.py TOL"})
+    return parity, failed, nondet, expected
 
 
 def main() -> None:
@@ -179,15 +195,7 @@ def main() -> None:
     for i, be in enumerate(backends):
         share = (deadline - time.time() - (0 if args.dry_run else 45)) / (len(backends) - i)
         _run_backend(be, args, time.time() + share, tri)
-    records = [r for be in backends for r in read_cases(args.out / f"cases_{be}.jsonl")]
-    parity = [r for r in records if r.get("kind") == "parity"]
-    failed = sorted({f"{r['backend']}:{r['op']}" for r in parity if not r["ok"]})
-    nondet = sorted({f"{r['backend']}:{r['op']}" for r in records
-                     if r.get("kind") == "determinism" and not r["ok"] and "error" not in r})
-    expected = sum(len(cases(args.dry_run, be)) for be in backends)
-    figures.update(cases_run=len(parity), cases_planned=expected,
-                   cases_failed=sum(not r["ok"] for r in parity), disable=failed,
-                   nondeterministic=nondet)
+        write_parity(args.out, backends, args.dry_run, {})  # kept if the phase is cut later
     # 3. CUDA-only checks
     extra = {}
     if args.dry_run:
@@ -196,12 +204,10 @@ def main() -> None:
         from scripts.gpu_phases import graph_check
 
         extra = graph_check.run_all(args.out, deadline)
-        figures.update({k: v.get("status") for k, v in extra.items()})
-    write_json(args.out / "gpu_parity.json", {
-        "disable": failed, "SSTKD_DISABLE": ",".join(failed), "nondeterministic": nondet,
-        "cases_planned": expected, "checks": extra, "cases": parity,
-        "how": "reference in the same dtype with TF32 off (and float64 for float32 cases); "
-               "tolerances: tests/conftest.py TOL"})
+    parity, failed, nondet, expected = write_parity(args.out, backends, args.dry_run, extra)
+    figures.update(cases_run=len(parity), cases_planned=expected,
+                   cases_failed=sum(not r["ok"] for r in parity), disable=failed,
+                   nondeterministic=nondet, **{k: v.get("status") for k, v in extra.items()})
     if len(parity) < expected:
         notes.append(f"only {len(parity)} of {expected} parity cases ran (time budget)")
     ok = pytest_ok and not failed and len(parity) == expected and all(
