@@ -1,20 +1,27 @@
 """Compile every Triton kernel of sstkd_ops for a real GPU target, without a GPU.
 
 The CPU test run executes the Triton kernels only through the interpreter, which accepts code
-the GPU compiler may reject (types, shapes of ``tl.dot``, register budgets). This script closes
-that gap in two steps, each in its own process:
+the GPU compiler may reject (types, shapes of ``tl.dot``, register budgets) and launches that
+the GPU would refuse (shared memory over the per-block limit). This script closes that gap in
+two steps, each in its own process:
 
 1. ``record``: runs every public op with ``backend='triton'`` under ``TRITON_INTERPRET=1`` on
-   small inputs (float32 and float64, forward and backward, few and many levels) and records
-   each kernel launch: kernel, argument types and ``tl.constexpr`` values.
+   small inputs (float32 and float64, forward and backward, every texture op at 8, 32, 64,
+   128, 200 and 300 levels) and records each kernel launch: kernel, argument types,
+   ``tl.constexpr`` values and the level counts that reached it.
 2. ``compile``: compiles each distinct launch with Triton's own compiler for ``--arch``
-   (default sm_90, H100/H200) down to a cubin (Triton ships LLVM and ptxas), and reports the
-   registers, spills and shared memory ptxas assigns.
+   (default sm_90, H100/H200) down to a cubin (Triton ships LLVM and ptxas), reports the
+   registers, spills and shared memory, and counts the approximate float32 divisions and
+   square roots (``div.full.f32``, ``div.approx.f32``, ``sqrt.approx.f32``) in the PTX; ends
+   with a table kernel x levels x dtype.
 
-Usage: ``python scripts/check_triton_kernels.py [--arch 90] [--spill-limit BYTES]``.
-Exit status 1 when a kernel fails to compile, takes longer than ``--timeout`` seconds, or
-spills more than ``--spill-limit`` bytes.
-Skips (exit 0) when Triton is not installed.
+Usage: ``python scripts/check_triton_kernels.py [--arch 90] [--spill-limit BYTES]
+[--smem-limit BYTES]``.
+Exit status 1 when a kernel fails to compile, takes longer than ``--timeout`` seconds, spills
+more than ``--spill-limit`` bytes (default 0), asks for more shared memory than
+``--smem-limit`` (default 232,448 B: the most dynamic shared memory of one block on H100 and
+H200), or is a texture-statistics kernel (they decide codes by thresholds) with an approximate
+float32 division or square root. Skips (exit 0) when Triton is not installed.
 """
 
 from __future__ import annotations
@@ -50,39 +57,47 @@ def _type_of(value) -> str:
     raise TypeError(f"unsupported kernel argument {type(value).__name__}")
 
 
-def _exercise() -> None:
-    """Run every op on the Triton backend (forward and backward) on small inputs."""
+LEVELS = (8, 32, 64, 128, 200, 300)  # 32: the default; 200, 300: several lane tiles
+SMEM_LIMIT = 232_448  # most dynamic shared memory per block on sm_90 (H100, H200)
+SPILL_LIMIT = 0
+EXACT_MODULES = ("qco", "dtiem", "cos_sim")  # texture kernels: thresholds decide codes
+APPROX = re.compile(r"\b(div\.full\.f32|div\.approx(?:\.ftz)?\.f32|sqrt\.approx(?:\.ftz)?\.f32)")
+
+
+def _exercise(tag, level_counts: tuple[int, ...], contourlet: bool) -> None:
+    """Run every op on the Triton backend (forward and backward) on small inputs; ``tag(name)``
+    labels the launches that follow."""
     import torch
 
     import sstkd_ops
 
     for dtype in (torch.float32, torch.float64):
-        for levels in (8, 128):
-            x = torch.randn(2, 3, 12, 10, dtype=dtype, requires_grad=True)
+        for levels in level_counts:
+            tag(str(levels))
+            x = torch.randn(2, 3, 7, 6, dtype=dtype, requires_grad=True)
             te = sstkd_ops.texture_equalize(x, levels, 2, 0.5, ((1, 1), (0, -1)),
                                             backend="triton")
             q1 = sstkd_ops.qco_1d(x, levels, backend="triton")
-            f = torch.randn(2, 40, levels, dtype=dtype, requires_grad=True)
+            f = torch.randn(2, 20, levels, dtype=dtype, requires_grad=True)  # 2 channel steps
             tem = sstkd_ops.qco_1d_tem(f, q1.cos_sim, q1.levels, backend="triton")
-            loss = te.q.sum() + te.cooc.sum() + te.hist.sum() + q1.sta.sum() + tem.sum()
-            if levels <= 12:
-                _, sta2 = sstkd_ops.qco_2d(x, 2, 2, backend="triton")
-                loss = loss + sta2.sum()
-            loss.backward()
-        big = torch.randn(1, 2, 128, 128, dtype=dtype, requires_grad=True)
-        _, sta2 = sstkd_ops.qco_2d(big, 128, 1, backend="triton")  # 128 levels: 128 lanes
-        sta2.sum().backward()
+            _, sta2 = sstkd_ops.qco_2d(x, levels, 1, backend="triton")
+            (te.q.sum() + te.cooc.sum() + te.hist.sum() + q1.sta.sum() + tem.sum()
+             + sta2.sum()).backward()
+        if not contourlet:
+            continue
+        tag("-")
         x = torch.randn(1, 2, 32, 32, dtype=dtype, requires_grad=True)
         low, bands = sstkd_ops.pdfb_dec(x, "9-7", "pkva", (2, 3), backend="triton")
         rec = sstkd_ops.pdfb_rec(low, bands, "9-7", "pkva", backend="triton")
         (rec.sum() + low.sum() + sum(b.sum() for lev in bands for b in lev)).backward()
 
 
-def record(out: Path) -> int:
+def record(out: Path, level_counts: tuple[int, ...], contourlet: bool) -> int:
     from triton.runtime.interpreter import InterpretedFunction
 
     launches: dict[str, dict] = {}
     original = InterpretedFunction.run
+    current = ["-"]
 
     def run(self, *args, grid, warmup, **kwargs):
         fn = self.fn
@@ -100,12 +115,14 @@ def record(out: Path) -> int:
                 sig[name] = _type_of(value)
         spec = {"module": fn.__module__, "kernel": fn.__name__, "signature": sig,
                 "constexprs": consts, "options": options}
-        launches.setdefault(json.dumps(spec, sort_keys=True), spec)
+        entry = launches.setdefault(json.dumps(spec, sort_keys=True), {**spec, "levels": []})
+        if current[0] not in entry["levels"]:
+            entry["levels"].append(current[0])
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     InterpretedFunction.run = run
     try:
-        _exercise()
+        _exercise(lambda name: current.__setitem__(0, name), level_counts, contourlet)
     finally:
         InterpretedFunction.run = original
     out.write_text(json.dumps(list(launches.values()), indent=1))
@@ -138,21 +155,66 @@ def _compile_one(spec: dict, arch: int, ptxas: Path, queue) -> None:
         src = ASTSource(fn=kernel, signature=spec["signature"], constexprs=spec["constexprs"])
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                                   options=spec["options"] or None)
-        stats = _ptxas_stats(ptxas, compiled.asm["ptx"], arch) if ptxas.is_file() else {}
-        queue.put({"ok": True, "shared": compiled.metadata.shared, **stats})
+        ptx = compiled.asm["ptx"]
+        stats = _ptxas_stats(ptxas, ptx, arch) if ptxas.is_file() else {}
+        approx: dict[str, int] = {}
+        for op in APPROX.findall(ptx):
+            approx[op] = approx.get(op, 0) + 1
+        queue.put({"ok": True, "shared": compiled.metadata.shared, "approx": approx, **stats})
     except Exception as exc:  # reported by the parent
         queue.put({"ok": False, "error": f"{type(exc).__name__}: "
                                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"})
 
 
+def _dtype(spec: dict) -> str:
+    return next(t for t in spec["signature"].values() if t.startswith("*"))[1:]
+
+
+def _name(spec: dict) -> str:
+    return f"{spec['module'].rsplit('.', 1)[-1]}.{spec['kernel']}"
+
+
 def _label(spec: dict) -> str:
-    first_ptr = next(t for t in spec["signature"].values() if t.startswith("*"))
     consts = ",".join(f"{k}={v}" for k, v in {**spec["constexprs"], **spec["options"]}.items())
-    return f"{spec['module'].rsplit('.', 1)[-1]}.{spec['kernel']} {consts} [{first_ptr[1:]}]"
+    return f"{_name(spec)} {consts} [{_dtype(spec)}]"
 
 
-def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float,
-                jobs: int) -> int:
+def _problems(spec: dict, res: dict, spill_limit: int, smem_limit: int) -> list[str]:
+    """Why a compiled launch fails the check (empty: it passes)."""
+    out = []
+    spilled = max(res.get("spill_store_bytes") or 0, res.get("spill_load_bytes") or 0)
+    if spilled > spill_limit:
+        out.append(f"SPILL {spilled} B > {spill_limit} B")
+    if res["shared"] > smem_limit:
+        out.append(f"SMEM {res['shared']} B > {smem_limit} B")
+    if res["approx"] and spec["module"].rsplit(".", 1)[-1] in EXACT_MODULES:
+        out.append("APPROX " + ", ".join(f"{k} x{v}" for k, v in sorted(res["approx"].items())))
+    return out
+
+
+def _table(rows: list[tuple[dict, dict]]) -> None:
+    """kernel x levels x dtype -> registers, spill bytes, shared memory (the worst launch of
+    the kernel at that level count and dtype)."""
+    cells: dict[tuple[str, str, str], list[int]] = {}
+    for spec, res in rows:
+        spill = max(res.get("spill_store_bytes") or 0, res.get("spill_load_bytes") or 0)
+        for lv in spec.get("levels") or ["-"]:
+            key = (_name(spec), lv, _dtype(spec))
+            old = cells.get(key, [0, 0, 0])
+            cells[key] = [max(old[0], res.get("registers") or 0), max(old[1], spill),
+                          max(old[2], res["shared"])]
+
+    def order(key):
+        return key[0], int(key[1]) if key[1].isdigit() else -1, key[2]
+
+    print(f"{'kernel':40} {'levels':>6} {'dtype':5} {'regs':>5} {'spill B':>8} {'smem B':>8}")
+    for key in sorted(cells, key=order):
+        regs, spill, smem = cells[key]
+        print(f"{key[0]:40} {key[1]:>6} {key[2]:5} {regs:>5} {spill:>8} {smem:>8}")
+
+
+def compile_all(specs_path: Path, arch: int, spill_limit: int, smem_limit: int,
+                timeout: float, jobs: int) -> int:
     """Compile every recorded launch, ``jobs`` compiler processes at a time."""
     import multiprocessing as mp
 
@@ -163,12 +225,13 @@ def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float,
     ctx = mp.get_context("fork")
     print(f"[triton check] {len(specs)} distinct launches, target sm_{arch}, {jobs} jobs",
           flush=True)
-    pending, running, failures = list(specs), [], 0
+    pending, running, failures, done = list(specs), [], 0, []
     while pending or running:
         while pending and len(running) < jobs:
             spec = pending.pop(0)
             queue = ctx.Queue()
-            proc = ctx.Process(target=_compile_one, args=(spec, arch, ptxas, queue))
+            compile_spec = {k: v for k, v in spec.items() if k != "levels"}
+            proc = ctx.Process(target=_compile_one, args=(compile_spec, arch, ptxas, queue))
             proc.start()
             running.append((proc, queue, spec, time.time()))
         time.sleep(0.05)
@@ -190,26 +253,38 @@ def compile_all(specs_path: Path, arch: int, spill_limit: int, timeout: float,
                 failures += 1
                 print(f"FAIL {label}: {res['error']}", flush=True)
                 continue
-            spilled = max(res.get("spill_store_bytes") or 0, res.get("spill_load_bytes") or 0)
-            status = "ok  "
-            if spilled > spill_limit:
-                failures += 1
-                status = "SPILL"
-            print(f"{status} {label}: {time.time() - t0:.1f} s, regs {res.get('registers')}, "
-                  f"spill {res.get('spill_store_bytes')}/{res.get('spill_load_bytes')} B, "
-                  f"shared {res['shared']} B", flush=True)
-    print(f"[triton check] {len(specs) - failures} of {len(specs)} compiled within limits")
+            problems = _problems(spec, res, spill_limit, smem_limit)
+            failures += bool(problems)
+            done.append((spec, res))
+            approx = ", ".join(f"{k} x{v}" for k, v in sorted(res["approx"].items()))
+            print(f"{'FAIL' if problems else 'ok  '} {label} (levels "
+                  f"{','.join(spec.get('levels') or ['-'])}): {time.time() - t0:.1f} s, "
+                  f"regs {res.get('registers')}, spill {res.get('spill_store_bytes')}/"
+                  f"{res.get('spill_load_bytes')} B, shared {res['shared']} B"
+                  f"{', approx ' + approx if approx else ''}"
+                  f"{'  <- ' + '; '.join(problems) if problems else ''}", flush=True)
+    _table(done)
+    print(f"[triton check] {len(specs) - failures} of {len(specs)} compiled within limits "
+          f"(spill <= {spill_limit} B, shared <= {smem_limit} B, no approximate float32 "
+          f"division or sqrt in {', '.join(EXACT_MODULES)})")
     return 1 if failures else 0
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 or 80")
-    p.add_argument("--spill-limit", type=int, default=1 << 30,
-                   help="fail when a kernel spills more bytes than this (default: report only)")
+    p.add_argument("--spill-limit", type=int, default=SPILL_LIMIT,
+                   help="fail when a kernel spills more bytes than this (default %(default)s)")
+    p.add_argument("--smem-limit", type=int, default=SMEM_LIMIT,
+                   help="fail when a kernel asks for more shared memory than this, in bytes "
+                        "(default %(default)s: sm_90's most per block)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per kernel")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="kernels compiled at a time")
+    p.add_argument("--levels", type=int, nargs="+", default=LEVELS,
+                   help="level counts of the texture ops (default: %(default)s)")
+    p.add_argument("--texture-only", action="store_true",
+                   help="leave out the contourlet kernels")
     p.add_argument("--step", choices=("record", "compile"), help=argparse.SUPPRESS)
     p.add_argument("--specs", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -220,21 +295,29 @@ def main() -> int:
         print("[triton check] triton not installed: skipped")
         return 0
     if args.step == "record":
-        return record(args.specs)
+        return record(args.specs, tuple(args.levels), not args.texture_only)
     if args.step == "compile":
-        return compile_all(args.specs, args.arch, args.spill_limit, args.timeout, args.jobs)
+        return compile_all(args.specs, args.arch, args.spill_limit, args.smem_limit,
+                           args.timeout, args.jobs)
     with tempfile.TemporaryDirectory() as tmp:
         specs = Path(tmp) / "launches.json"
         env = {**os.environ, "TRITON_INTERPRET": "1", "SSTKD_BACKEND": ""}
-        cmd = [sys.executable, __file__, "--step", "record", "--specs", str(specs)]
+        cmd = [sys.executable, __file__, "--step", "record", "--specs", str(specs),
+               "--levels", *map(str, args.levels), *(["--texture-only"] * args.texture_only)]
+        t0 = time.time()
         if subprocess.run(cmd, env=env).returncode:
             return 1
+        print(f"[triton check] record: {time.time() - t0:.0f} s", flush=True)
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env["TRITON_CACHE_DIR"] = str(Path(tmp) / "cache")  # compile from scratch every time
         cmd = [sys.executable, __file__, "--step", "compile", "--specs", str(specs),
                "--arch", str(args.arch), "--spill-limit", str(args.spill_limit),
+               "--smem-limit", str(args.smem_limit),
                "--timeout", str(args.timeout), "--jobs", str(args.jobs)]
-        return subprocess.run(cmd, env=env).returncode
+        t1 = time.time()
+        rc = subprocess.run(cmd, env=env).returncode
+        print(f"[triton check] compile: {time.time() - t1:.0f} s, total {time.time() - t0:.0f} s")
+        return rc
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ BLOCK = 128  # pixels per step of the per-pixel passes
 NPROG = 8  # persistent programs per image (group) for reductions over pixels
 LANES = 32  # most levels a kernel holds at a time (one lane tile)
 TILE = 2048  # values of a (pixels, lanes) tile: 16 per thread with 4 warps
+DOT_BLOCK = 32  # pixels per tl.dot step (its K): the FMA dot holds K values of an operand row
 
 
 def lane_tile(n: int) -> int:
@@ -33,6 +34,12 @@ def lane_tiles(n: int) -> tuple[int, int]:
 def tile_block(lanes: int) -> int:
     """Pixels per step of kernels that hold a (pixels, lanes) tile of :data:`TILE` values."""
     return max(16, min(BLOCK, TILE // lanes))
+
+
+def dot_warps(lanes: int) -> int:
+    """Warps of a kernel accumulating a (lanes, lanes) or (16, lanes) ``tl.dot`` tile: 2 for 16
+    lanes, 8 for 32 (with 4, sm_90 spills a few bytes in float64 at 16 and float32 at 32)."""
+    return 2 if lanes <= 16 else 8
 
 
 def nprog_for(npix: int, block: int) -> int:

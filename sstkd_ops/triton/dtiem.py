@@ -1,12 +1,13 @@
 """Triton DTIEM (``texture_equalize(..., backend='triton')``): ``texstat_dtiem_triton``.
 
 Same signature and outputs as the compiled ``texstat_dtiem`` (``csrc/texture_stats.cpp``).
-Every pass is a per-pixel kernel; reductions over pixels use a fixed number of persistent
-programs per image that write partial sums (one-hot accumulation of the at most two codes of a
-pixel, ``tl.dot`` for the N x N co-occurrence; pixel blocks sized so that a (pixels, N) tile
-holds about 4096 values), reduced afterwards in a fixed order: no atomics,
-bitwise reproducible. Extra memory is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps
-(denoising, CDF, level updates) run as torch ops.
+Every pass is a per-pixel kernel; reductions over pixels use at most ``NPROG`` persistent
+programs per image (a number set by the image size) that write partial sums (one-hot
+accumulation of the at most two codes of a pixel over one lane tile of at most ``LANES``
+levels, ``tl.dot`` for one lanes x lanes tile of the N x N co-occurrence; more levels, more
+programs), reduced afterwards in a fixed order: no atomics, bitwise reproducible. Extra memory
+is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps (denoising, CDF, level updates) run as
+torch ops.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ import triton.language as tl
 
 from ..reference.texture_stats import denoise_histogram, stlnet_levels
 from ..texture_stats_ops import wire
-from ._common import BLOCK, NPROG, check_finite, div_rn, lane_tiles, tile_block
+from ._common import (
+    BLOCK,
+    DOT_BLOCK,
+    check_finite,
+    div_rn,
+    dot_warps,
+    lane_tiles,
+    nprog_for,
+    tile_block,
+)
 
 
 @triton.jit
-def _last_le(lv_ptr, s, N, STEPS: tl.constexpr):
+def _last_le(lv_ptr, s, N, steps):
     """Index of the last level <= s (-1 if none), binary search over sorted levels."""
     lo = tl.zeros(s.shape, dtype=tl.int32)
     hi = lo + N
-    for _ in tl.static_range(STEPS):
+    for _ in range(0, steps):  # a loop: one compiled kernel for every level count
         active = lo < hi
         mid = (lo + hi) // 2
         val = tl.load(lv_ptr + tl.minimum(mid, N - 1), mask=active, other=0.0)
@@ -49,9 +59,8 @@ def _hat(lv_ptr, s, j, N):
 
 
 @triton.jit
-def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N, NL,
-                          NPROG: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr,
-                          STEPS: tl.constexpr):
+def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N, NL, nprog,
+                          steps, BLOCK: tl.constexpr, TL: tl.constexpr):
     """Partial sums and counts of the pixels nearest to each level of lane tile
     program_id(2)."""
     b = tl.program_id(0)
@@ -60,11 +69,11 @@ def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N, NL,
     lanes = tl.program_id(2) * TL + tl.arange(0, TL)
     acc_s = tl.zeros([TL], dtype=tl.float64)
     acc_c = tl.zeros([TL], dtype=tl.float64)
-    for p0 in range(g * BLOCK, P, NPROG * BLOCK):
+    for p0 in range(g * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
         m = offs < P
         s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-        a = _last_le(lv, s, N, STEPS)
+        a = _last_le(lv, s, N, steps)
         a1 = tl.minimum(tl.maximum(a, 0), N - 1)
         a2 = tl.minimum(a + 1, N - 1)
         da = tl.abs(s - tl.load(lv + a1))
@@ -74,32 +83,31 @@ def _lloyd_partial_kernel(s_ptr, lv_ptr, first_ptr, sum_ptr, cnt_ptr, P, N, NL,
         hit = (k[:, None] == lanes[None, :]) & m[:, None]
         acc_s += tl.sum(tl.where(hit, s.to(tl.float64)[:, None], 0.0), 0)
         acc_c += tl.sum(tl.where(hit, 1.0, 0.0).to(tl.float64), 0)
-    out = (b * NPROG + g) * NL + lanes
+    out = (b * nprog + g) * NL + lanes
     tl.store(sum_ptr + out, acc_s)
     tl.store(cnt_ptr + out, acc_c)
 
 
 @triton.jit
-def _level_index_kernel(s_ptr, lv_ptr, j_ptr, P, N, BLOCK: tl.constexpr, STEPS: tl.constexpr):
+def _level_index_kernel(s_ptr, lv_ptr, j_ptr, P, N, steps, BLOCK: tl.constexpr):
     """j_p = index of the last level <= s_p, once per pixel for every later pass."""
     b = tl.program_id(0)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = offs < P
     s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
-    tl.store(j_ptr + b * P + offs, _last_le(lv_ptr + b * N, s, N, STEPS), mask=m)
+    tl.store(j_ptr + b * P + offs, _last_le(lv_ptr + b * N, s, N, steps), mask=m)
 
 
 @triton.jit
-def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N, NL,
-                                  HAS_V: tl.constexpr, NPROG: tl.constexpr, BLOCK: tl.constexpr,
-                                  TL: tl.constexpr):
+def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N, NL, nprog,
+                                  HAS_V: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr):
     """Partial sums over pixels of v_p * E_n(p) (v = 1 without HAS_V), float64, for the levels
     n of lane tile program_id(2)."""
     b = tl.program_id(0)
     g = tl.program_id(1)
     lanes = tl.program_id(2) * TL + tl.arange(0, TL)
     acc = tl.zeros([TL], dtype=tl.float64)
-    for p0 in range(g * BLOCK, P, NPROG * BLOCK):
+    for p0 in range(g * BLOCK, P, nprog * BLOCK):
         offs = p0 + tl.arange(0, BLOCK)
         m = offs < P
         s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
@@ -114,7 +122,7 @@ def _weighted_hist_partial_kernel(s_ptr, j_ptr, lv_ptr, v_ptr, out_ptr, P, N, NL
         e = tl.where(k[:, None] == lanes[None, :], w0[:, None], 0.0)
         e += tl.where((k + 1)[:, None] == lanes[None, :], w1[:, None], 0.0)
         acc += tl.sum(tl.where(m[:, None], e, 0.0), 0)
-    tl.store(out_ptr + (b * NPROG + g) * NL + lanes, acc)
+    tl.store(out_ptr + (b * nprog + g) * NL + lanes, acc)
 
 
 @triton.jit
@@ -143,7 +151,7 @@ def _code_matrix(lv_ptr, s, j, valid, N, lanes):
 
 @triton.jit
 def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww, NT,
-                         NPROG: tl.constexpr, BLOCK: tl.constexpr, TL: tl.constexpr):
+                         nprog, BLOCK: tl.constexpr, TL: tl.constexpr):
     """Partial co-occurrence, tile program_id(2) = (row tile, column tile) of the NT x NT lane
     tiles of the N x N matrix.
 
@@ -157,7 +165,7 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
     rows = (tl.program_id(2) // NT) * TL + tl.arange(0, TL)
     lanes = (tl.program_id(2) % NT) * TL + tl.arange(0, TL)
     acc = tl.zeros([TL, TL], dtype=s_ptr.dtype.element_ty)
-    for t0 in range(g * BLOCK, npairs, NPROG * BLOCK):
+    for t0 in range(g * BLOCK, npairs, nprog * BLOCK):
         t = t0 + tl.arange(0, BLOCK)
         m = t < npairs
         y = y0 + t // ww
@@ -169,7 +177,7 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
         a = _code_matrix(lv_ptr + b * N, si, tl.load(j_ptr + pi, mask=m, other=0), m, N, rows)
         c = _code_matrix(lv_ptr + b * N, sj, tl.load(j_ptr + pj, mask=m, other=0), m, N, lanes)
         acc += tl.dot(tl.trans(a), c, input_precision="ieee")
-    tl.store(out_ptr + ((b * NPROG + g) * NL + rows[:, None]) * NL + lanes[None, :], acc)
+    tl.store(out_ptr + ((b * nprog + g) * NL + rows[:, None]) * NL + lanes[None, :], acc)
 
 
 @triton.jit
@@ -232,13 +240,14 @@ def _levels(s: torch.Tensor, N: int, iters: int) -> torch.Tensor:
     B, P = s.shape
     levels = stlnet_levels(s, N)[0].contiguous()  # STLNet's bin centres, then Lloyd steps
     TL, NT = lane_tiles(N)
+    blk = tile_block(TL)
+    nprog = nprog_for(P, blk)
     for _ in range(iters):
         first = torch.searchsorted(levels, levels).to(torch.int32).contiguous()
-        sums = torch.empty(B, NPROG, TL * NT, dtype=torch.float64, device=s.device)
+        sums = torch.empty(B, nprog, TL * NT, dtype=torch.float64, device=s.device)
         cnts = torch.empty_like(sums)
-        _lloyd_partial_kernel[(B, NPROG, NT)](s, levels, first, sums, cnts, P, N, TL * NT,
-                                              NPROG=NPROG, BLOCK=tile_block(TL), TL=TL,
-                                              STEPS=_steps(N))
+        _lloyd_partial_kernel[(B, nprog, NT)](s, levels, first, sums, cnts, P, N, TL * NT,
+                                              nprog, _steps(N), BLOCK=blk, TL=TL)
         sums, cnts = sums.sum(1)[:, :N], cnts.sum(1)[:, :N]
         levels = torch.where(cnts > 0, (sums / cnts.clamp_min(1)).to(s.dtype), levels)
         levels = levels.contiguous()
@@ -250,8 +259,7 @@ def _level_index(s: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     B, P = s.shape
     N = levels.shape[1]
     j = torch.empty(B, P, dtype=torch.int32, device=s.device)
-    _level_index_kernel[(B, triton.cdiv(P, BLOCK))](s, levels, j, P, N, BLOCK=BLOCK,
-                                                    STEPS=_steps(N))
+    _level_index_kernel[(B, triton.cdiv(P, BLOCK))](s, levels, j, P, N, _steps(N), BLOCK=BLOCK)
     return j
 
 
@@ -259,10 +267,12 @@ def _hist_partial(s, j, levels, v=None):
     B, P = s.shape
     N = levels.shape[1]
     TL, NT = lane_tiles(N)
-    out = torch.empty(B, NPROG, TL * NT, dtype=torch.float64, device=s.device)
-    _weighted_hist_partial_kernel[(B, NPROG, NT)](s, j, levels, s if v is None else v, out, P,
-                                                  N, TL * NT, HAS_V=v is not None, NPROG=NPROG,
-                                                  BLOCK=tile_block(TL), TL=TL)
+    blk = tile_block(TL)
+    nprog = nprog_for(P, blk)
+    out = torch.empty(B, nprog, TL * NT, dtype=torch.float64, device=s.device)
+    _weighted_hist_partial_kernel[(B, nprog, NT)](s, j, levels, s if v is None else v, out, P,
+                                                  N, TL * NT, nprog, HAS_V=v is not None,
+                                                  BLOCK=blk, TL=TL)
     return out.sum(1)[:, :N]
 
 
@@ -301,10 +311,12 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
         hh, ww = H - abs(dy), W - abs(dx)
         if hh <= 0 or ww <= 0:
             continue
-        part = torch.empty(B, NPROG, TL * NT, TL * NT, dtype=s.dtype, device=s.device)
-        _cooc_partial_kernel[(B, NPROG, NT * NT)](sf, jidx, levels, part, H, W, N, dy, dx,
-                                                  max(0, -dy), max(0, -dx), hh, ww, NT,
-                                                  NPROG=NPROG, BLOCK=tile_block(TL), TL=TL)
+        nprog = nprog_for(hh * ww, DOT_BLOCK)
+        part = torch.empty(B, nprog, TL * NT, TL * NT, dtype=s.dtype, device=s.device)
+        _cooc_partial_kernel[(B, nprog, NT * NT)](sf, jidx, levels, part, H, W, N, dy, dx,
+                                                  max(0, -dy), max(0, -dx), hh, ww, NT, nprog,
+                                                  BLOCK=DOT_BLOCK, TL=TL,
+                                                  num_warps=dot_warps(TL))
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
     return q.reshape(B, H, W), cooc, hist, levels, raw
 

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from ..reference.texture_stats import QCO2D_EPS, level_fractions
 from ..texture_stats_ops import wire
-from ._common import check_finite, lane_tiles, nprog_for, tile_block
+from ._common import DOT_BLOCK, check_finite, dot_warps, lane_tiles, nprog_for, tile_block
 
 CB = 16  # channels per step of the TEM kernels
 PIX = 64  # pixels per step of the kernels that read the five candidates of each pixel
@@ -46,15 +46,14 @@ def _nearest(qg_ptr, s, live, q0, delta, L):
 
 
 @triton.jit
-def _candidate(qg_ptr, s, live, kc, n, J: tl.constexpr, delta, L):
-    """Candidate ``J`` (level ``kc + J - 2``) of values ``s``: (level, is a code, r, q_level)."""
+def _candidate(qg_ptr, s, live, kc, n, J, delta, L):
+    """Candidate ``J`` in [0, 5) (level ``kc + J - 2``) of values ``s``: (level, is a code, r,
+    q_level)."""
     k = kc + (J - 2)
     ok = live & (k >= 0) & (k < L)
     qk = tl.load(qg_ptr + k, mask=ok, other=0.0)
     r = 1.0 - tl.abs(qk - s)
-    take = ok & (r > 1.0 - delta)  # never true for delta <= 0 (r <= 1)
-    if J == 4:
-        take = take & (n < 5)
+    take = ok & (r > 1.0 - delta) & ((J != 4) | (n < 5))  # never for delta <= 0 (r <= 1)
     return k, take, r, qk
 
 
@@ -165,13 +164,12 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
             kcb, nb = _nearest(qg, sb, vb, q0, delta, L)
             kca, na = _nearest(qg, sa, va, q0, delta, L)
         dsum = tl.zeros([BLOCK], dtype=tl.float64)
-        hits = tl.zeros([BLOCK, TL], dtype=tl.float64)
-        for i in tl.static_range(5):
+        for i in range(0, 5):  # loops, not unrolled: 50 unrolled candidates spill KBs
             k, take, r, qk = _candidate(qg, s, m, kc, n, i, delta, L)
             if COOC:
                 dcg = dc_ptr + g * L * L
                 de = tl.zeros([BLOCK], dtype=tl.float64)
-                for jj in tl.static_range(5):
+                for jj in range(0, 5):
                     kb, tb, rb, qb = _candidate(qg, sb, vb, kcb, nb, jj, delta, L)
                     dcb = tl.load(dcg + k * L + kb, mask=take & tb, other=0.0)  # dc[k, kb]
                     de += (dcb * rb).to(tl.float64)
@@ -182,9 +180,8 @@ def _qco_grad_kernel(s_ptr, q_ptr, d_ptr, dc_ptr, ds_ptr, dq_ptr, h, w, L, nprog
                 de = tl.load(dc_ptr + g * L + k, mask=take, other=0.0)
             c = tl.where(take, de * _sign(qk - s), 0.0)
             dsum += c
-            hits += _lane_hits(k, c, lanes)
+            acc -= tl.sum(_lane_hits(k, c, lanes), 0)
         tl.store(ds_ptr + g * P + offs, dsum.to(ds_ptr.dtype.element_ty), mask=m & (lt == 0))
-        acc -= tl.sum(hits, 0)
     tl.store(dq_ptr + (g * nprog + j) * NL + lanes, acc)
 
 
@@ -223,10 +220,11 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
         npairs = (h - 1) * (w - 1)
         acc = torch.zeros(G, L, L, dtype=torch.float64, device=s.device)
         if npairs > 0:
-            nprog = nprog_for(npairs, blk)
+            nprog = nprog_for(npairs, DOT_BLOCK)
             part = torch.empty(G, nprog, NL, NL, dtype=s.dtype, device=s.device)
             _qco_cooc_kernel[(G, nprog, NT * NT)](sf, levels, delta, part, h, w, L, nprog, NT,
-                                                  BLOCK=blk, TL=TL)
+                                                  BLOCK=DOT_BLOCK, TL=TL,
+                                                  num_warps=dot_warps(TL))
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
     sta = (acc / total).to(s.dtype).contiguous()
@@ -346,8 +344,7 @@ def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P,
         s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
         kc, n = _nearest(qg, s, m, q0, delta, L)
         dsum = tl.zeros([BLOCK], dtype=tl.float64)
-        hits = tl.zeros([BLOCK, TL], dtype=tl.float64)
-        for i in tl.static_range(5):
+        for i in range(0, 5):
             k, take, r, qk = _candidate(qg, s, m, kc, n, i, delta, L)
             gk = tl.zeros([BLOCK], dtype=s_ptr.dtype.element_ty)  # (f^T grad_out)[k, p]
             for c0 in range(0, C, CB):
@@ -360,9 +357,8 @@ def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P,
                 gk += tl.sum(go * fk, 1)
             c = tl.where(take, gk.to(tl.float64) * _sign(qk - s), 0.0)
             dsum += c
-            hits += _lane_hits(k, c, lanes)
+            acc -= tl.sum(_lane_hits(k, c, lanes), 0)
         tl.store(gs_ptr + b * P + offs, dsum.to(gs_ptr.dtype.element_ty), mask=m & (lt == 0))
-        acc -= tl.sum(hits, 0)
     tl.store(dq_ptr + (b * nprog + j) * NL + lanes, acc)
 
 
@@ -398,12 +394,13 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
     NL, blk = TL * NT, tile_block(TL)
     grad_f = torch.empty_like(f)
     _tem_grad_f_kernel[(B, triton.cdiv(C, CB), NT)](go, s, levels, delta, grad_f, C, P, L,
-                                                    BLOCK=blk, TL=TL, CB=CB)
+                                                    BLOCK=DOT_BLOCK, TL=TL, CB=CB,
+                                                    num_warps=dot_warps(TL))
     nprog = nprog_for(P, blk)
     grad_s = torch.empty_like(s)
     part = torch.empty(B, nprog, NL, dtype=torch.float64, device=f.device)
     _tem_grad_s_kernel[(B, nprog, NT)](go, f, s, levels, delta, grad_s, part, C, P, L, nprog, NL,
-                                       BLOCK=blk, TL=TL, CB=CB)
+                                       BLOCK=blk, TL=TL, CB=CB, num_warps=8)
     return grad_f, grad_s, part.sum(1)[:, :L].to(f.dtype).contiguous()
 
 
