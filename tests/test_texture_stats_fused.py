@@ -160,6 +160,61 @@ def test_cuda_parity(dtype):
             lambda t: qco_2d(t, 4, 1, backend="cuda"), [x[..., :16, :20]], dtype)
 
 
+def _split_case(x, f, backend):
+    """Every texture op on images of several CUDA blocks (split passes): outputs, grads."""
+    x = x.detach().requires_grad_()
+    f = f.detach().requires_grad_()
+    o = qco_1d(x, 8, backend=backend)
+    tem = qco_1d_tem(f, o.cos_sim, o.levels, backend=backend)
+    lv2, sta2 = qco_2d(x, 8, 2, backend=backend)
+    te = texture_equalize(x, 16, 2, 0.5, ((1, 1), (0, -3), (5, 2)), backend=backend)
+    outs = [o.levels, o.sta, tem, lv2, sta2, *te]
+    return [*outs, *torch.autograd.grad(weighted_loss(outs), (x, f))]
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_cuda_split_passes_match_cpu_bitwise_repeatable_and_flag_nan():
+    x = torch.randn(3, 6, 40, 36, dtype=torch.float64)
+    f = torch.randn(3, 5, 8, dtype=torch.float64)
+    want = _split_case(x, f, "cpu")
+    got = _split_case(x.cuda(), f.cuda(), "cuda")
+    for a, b in zip(got, want):
+        assert_close(a.cpu(), b, torch.float64)
+    for a, b in zip(got, _split_case(x.cuda(), f.cuda(), "cuda")):
+        assert torch.equal(a, b)
+    bad = x.clone()
+    bad[1, 0, 3, 3] = float("nan")  # image 1 only: NaN outputs there, nothing read on the host
+    te = texture_equalize(bad.cuda(), 16, backend="cuda")
+    assert bool(te.q[1].isnan().all()) and bool(te.cooc[1].isnan().all())
+    assert bool(torch.isfinite(te.q[[0, 2]]).all()) and bool(torch.isfinite(te.hist[0]).all())
+    assert bool(qco_1d(bad.cuda(), 8, backend="cuda").sta[1].isnan().all())
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_cuda_forward_captures_in_a_cuda_graph():
+    """No host synchronisation in the fused CUDA forward: it can be captured."""
+    x = torch.randn(2, 4, 24, 20, device="cuda")
+
+    def step():
+        return (qco_1d(x, 8, backend="cuda").sta, qco_2d(x, 4, 1, backend="cuda")[1],
+                texture_equalize(x, 8, backend="cuda").q)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        want = step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        got = step()
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(got, want):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+
+
 def test_fused_never_allocates_n_times_pixels():
     """Extra memory of the fused forward + backward stays below one N*H*W tensor."""
     B, C, H, W, N = 1, 4, 32, 32, 64

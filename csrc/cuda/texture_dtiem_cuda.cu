@@ -73,7 +73,7 @@ __global__ void pixel_partial_kernel(const T* __restrict__ s_all, const T* __res
   __shared__ int ent[kThreads * 2];
   __shared__ double val[kThreads * 2];
   const int64_t b = blockIdx.x / nb, j = blockIdx.x % nb, K = lloyd ? 2 * N : N;
-  if (bad != nullptr && bad[b]) return;  // NaN outputs: the partials are not read
+  if (bad != nullptr && bad[b]) return;  // NaN outputs: this image's partials are ignored
   const int64_t p0 = j * chunk, p1 = p0 + chunk < P ? p0 + chunk : P;
   const T* S = s_all + b * P;
   const T* lv = lv_all + b * N;
@@ -363,7 +363,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
   const unsigned grid_x = grid_blocks(B * nb_x, 1, fn), grid = grid_blocks(B * nb, 1, fn);
   const unsigned grid_m = grid_blocks(B * D * nb_m, 1, fn);
   const unsigned pixels = grid_blocks(B * P, 256, fn), levels_grid = grid_blocks(B * N, 256, fn);
-  const unsigned sums_l = grid_blocks(B * 2 * N, 256, fn), sums_m = grid_blocks(B * D * N * N, 256, fn);
+  const unsigned sums_l = grid_blocks(B * 2 * N, 256, fn);
+  const unsigned sums_m = grid_blocks(B * D * N * N, 256, fn);
   const auto dopt = s.options().dtype(at::kDouble);
   Tensor part_idx = at::empty({B * nb_x, 2}, s.options().dtype(at::kLong));
   Tensor part_bad = at::empty({B * nb_x}, s.options().dtype(at::kInt));

@@ -37,9 +37,10 @@ using at::Tensor;
 // Each group (image, or image cell for QCO 2-D) is split across nb = split_blocks() blocks of
 // `chunk` consecutive pixels (pixel pairs for the co-occurrence); block index = g * nb + j.
 // Forward: extrema per block -> extrema and levels per group (extrema_partial_kernel and
-// stl_levels_kernel, texture_stats_cuda.cuh) -> partial (co-)counts per block -> sum of the partials in
-// block order -> normalised counts. Backward: per-group coefficients -> per-pixel gradient and
-// partial level gradients per block -> sum in block order -> gradient of the extrema.
+// stl_levels_kernel, texture_stats_cuda.cuh) -> partial (co-)counts per block -> sum of the
+// partials in block order -> normalised counts. Backward: per-group coefficients -> per-pixel
+// gradient and partial level gradients per block -> sum in block order -> gradient of the
+// extrema.
 // A group holding NaN / Inf gets NaN outputs, a group whose extrema index no pixel a NaN
 // gradient: flags stay on the device (no host round trip).
 
@@ -55,7 +56,7 @@ __global__ void qco_count_partial_kernel(const T* __restrict__ s_all, int64_t h,
   __shared__ int ent[kThreads * MAXE];
   __shared__ double val[kThreads * MAXE];
   const int64_t g = blockIdx.x / nb, j = blockIdx.x % nb, P = h * w, K = cooc ? L * L : L;
-  if (bad[g]) return;  // NaN outputs (stage 4): the partials are not read
+  if (bad[g]) return;  // NaN outputs (stage 4): this group's partials are ignored
   const T* S = s_all + g * P;
   const T* q = levels + g * L;
   double* acc = part + blockIdx.x * K;
@@ -102,7 +103,8 @@ __global__ void qco_finish_kernel(const double* __restrict__ acc_all, int64_t L,
   const int64_t g = blockIdx.x, K = cooc ? L * L : L;
   if (bad[g]) {  // NaN / Inf in the group
     const T nan_v = static_cast<T>(nan(""));
-    for (int64_t e = threadIdx.x; e < K; e += blockDim.x) counts[g * K + e] = sta[g * K + e] = nan_v;
+    for (int64_t e = threadIdx.x; e < K; e += blockDim.x)
+      counts[g * K + e] = sta[g * K + e] = nan_v;
     for (int64_t k = threadIdx.x; k < L; k += blockDim.x) levels[g * L + k] = nan_v;
     return;
   }
