@@ -70,7 +70,7 @@ def validate(program: Program) -> None:
                                              program.out_numel, ws_total)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # like the program cache: bounded, once per live program
 def _validated(program: Program) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     validate(program)
     return program.packed
