@@ -16,6 +16,7 @@ On the GPU machine (repository copy, ``.gpu_pack`` carried; ``scripts/pack_camvi
 
     SSTKD_COMMIT=<sha> python scripts/gpu_run.py --out $OUT   # all phases, ~9 minutes
     python scripts/gpu_run.py --out $OUT --phases 3,5     # a second call: what the first lost
+                                                          # (builds first when it must)
     python scripts/gpu_run.py --dry-run --out /tmp/dry    # CPU rehearsal, tiny sizes
 
 The output folder receives ``summary.md``, ``summary.json``, ``gpu_run.tar.gz`` (every phase's
@@ -176,6 +177,19 @@ def merge(folder: Path) -> None:
             print(f"{len(rows)} rows -> {RESULTS / (name + '.csv')}")
 
 
+def _built_with_cuda() -> bool:
+    """Whether ``sstkd_ops._C`` with CUDA kernels imports here (asked in a child process)."""
+    import subprocess
+
+    code = ("import sstkd_ops._backend as b, sys; e = b.extension(); "
+            "sys.exit(0 if e is not None and getattr(e, 'with_cuda', False) else 1)")
+    try:
+        return subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120,
+                              capture_output=True).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _meta(dry: bool) -> dict:
     import torch
 
@@ -221,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     end = time.time() + args.total - RESERVE_S
     meta = _meta(args.dry_run)
+    if not args.dry_run and 1 not in phases and not _built_with_cuda():
+        print("[gpu_run] no extension with CUDA kernels here (a fresh machine?): phase 1 "
+              "(build) runs first", flush=True)
+        phases = [1, *phases]
     results = []
     for n in phases:
         budget = min(budgets.get(n, DRY_BUDGETS[n] if args.dry_run else PHASES[n][1]),
