@@ -128,7 +128,11 @@ def main() -> None:
                              device, amp_dtype)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        t = time_fn(step, warmup=2, reps=reps, device=device)
+        try:
+            t = time_fn(step, warmup=2, reps=reps, device=device)
+        except Exception as exc:  # record and go on (e.g. a backend that fails here)
+            print(f"[skip] {preset} {label}: {type(exc).__name__}: {exc}", flush=True)
+            continue
         peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
         rows.append({"preset": preset, "texture_ops": label, "config": args.config,
                      "batch": cfg.data.batch_size, "crop": "x".join(map(str, cfg.data.crop_size)),
