@@ -32,6 +32,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import sys
 import tarfile
 import time
@@ -106,7 +107,7 @@ def run_phase(n: int, work: Path, budget: float, dry: bool) -> dict:
                                     env=env, start_new_session=True)
             rc = proc.wait(timeout=budget + GRACE_S)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = None
     seconds = round(time.time() - t0, 1)

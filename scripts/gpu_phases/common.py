@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,15 +44,19 @@ def run(cmd: list[str], log: Path, timeout: float, **env_extra: str) -> dict:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         try:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                                  env=env(**env_extra), timeout=max(timeout, 1.0))
-            rc, timed_out = proc.returncode, False
+            # its own session, so that a timeout ends its children too (training runs)
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                                    env=env(**env_extra), start_new_session=True)
+        except OSError as exc:
+            f.write(f"\n[could not start: {exc}]\n")
+            return {"rc": 127, "seconds": 0.0, "timed_out": False, "tail": tail(log)}
+        try:
+            rc, timed_out = proc.wait(timeout=max(timeout, 1.0)), False
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             rc, timed_out = None, True
             f.write(f"\n[timed out after {timeout:.0f} s]\n")
-        except OSError as exc:
-            rc, timed_out = 127, False
-            f.write(f"\n[could not start: {exc}]\n")
     return {"rc": rc, "seconds": round(time.time() - t0, 1), "timed_out": timed_out,
             "tail": tail(log)}
 
