@@ -22,8 +22,18 @@ __all__ = [
 ]
 
 # texture statistics (QCO / DTIEM)
-from .texture_stats import QCO1d, TextureStats, qco_1d, qco_1d_tem, qco_2d, texture_equalize  # noqa: E402
+from .texture_stats import (  # noqa: E402
+    MAX_LEVELS,
+    QCO1d,
+    TextureStats,
+    qco_1d,
+    qco_1d_tem,
+    qco_2d,
+    set_finite_checks,
+    texture_equalize,
+)
 
-__all__ += ["QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d", "texture_equalize"]
+__all__ += ["MAX_LEVELS", "QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d",
+            "set_finite_checks", "texture_equalize"]
 
 __version__ = "0.1.0"
