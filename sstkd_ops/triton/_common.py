@@ -37,9 +37,9 @@ def tile_block(lanes: int) -> int:
 
 
 def dot_warps(lanes: int) -> int:
-    """Warps of a kernel accumulating a (lanes, lanes) or (16, lanes) ``tl.dot`` tile: 2 for 16
-    lanes, 8 for 32 (with 4, sm_90 spills a few bytes in float64 at 16 and float32 at 32)."""
-    return 2 if lanes <= 16 else 8
+    """Warps of a kernel accumulating a (lanes, lanes) or (16, lanes) ``tl.dot`` tile: 4 for 16
+    lanes, 8 for 32 (with 4 at 32 lanes, or 2 at 16, sm_90 spills a few bytes)."""
+    return 4 if lanes <= 16 else 8
 
 
 def nprog_for(npix: int, block: int) -> int:

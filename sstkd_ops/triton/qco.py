@@ -222,9 +222,9 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
         if npairs > 0:
             nprog = nprog_for(npairs, DOT_BLOCK)
             part = torch.empty(G, nprog, NL, NL, dtype=s.dtype, device=s.device)
+            warps = 2 if TL <= 16 else dot_warps(TL)  # two code tiles: 4 warps spill at 16
             _qco_cooc_kernel[(G, nprog, NT * NT)](sf, levels, delta, part, h, w, L, nprog, NT,
-                                                  BLOCK=DOT_BLOCK, TL=TL,
-                                                  num_warps=dot_warps(TL))
+                                                  BLOCK=DOT_BLOCK, TL=TL, num_warps=warps)
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
     sta = (acc / total).to(s.dtype).contiguous()
