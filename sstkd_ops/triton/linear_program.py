@@ -56,6 +56,18 @@ _ACCUMULATE = tl.constexpr(ACCUMULATE)
 
 
 @triton.jit
+def _corr_geometry(row):
+    """A correlation instruction's coefficient offsets and 32-bit geometry: (first coefficient
+    of each axis, source/destination row width, output height and width, stride and offset of
+    each axis, filter length of each axis)."""
+    return (tl.load(row + 14), tl.load(row + 16), tl.load(row + 7).to(tl.int32),
+            tl.load(row + 8).to(tl.int32), tl.load(row + 9).to(tl.int32),
+            tl.load(row + 10).to(tl.int32), tl.load(row + 11).to(tl.int32),
+            tl.load(row + 12).to(tl.int32), tl.load(row + 13).to(tl.int32),
+            tl.load(row + 15).to(tl.int32), tl.load(row + 17).to(tl.int32))
+
+
+@triton.jit
 def _load(x_p, o_p, w_p, space, off, m):
     """Values at ``off`` of address space ``space`` (0 input, 1 output, 2 workspace)."""
     vx = tl.load(x_p + off, mask=m & (space == 0), other=0.0)
@@ -143,17 +155,7 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     _store(o_p, w_p, d_sp, d_off + k, v, m)
             elif (op == _SEP_CORR) | (op == _CORR2D):  # strided valid correlation
                 sep = op == _SEP_CORR
-                c1 = tl.load(row + 14)
-                c2 = tl.load(row + 16)
-                w_src = tl.load(row + 7).to(tl.int32)
-                ho = tl.load(row + 8).to(tl.int32)
-                wo = tl.load(row + 9).to(tl.int32)
-                s1 = tl.load(row + 10).to(tl.int32)
-                p1 = tl.load(row + 11).to(tl.int32)
-                s2 = tl.load(row + 12).to(tl.int32)
-                p2 = tl.load(row + 13).to(tl.int32)
-                l1 = tl.load(row + 15).to(tl.int32)
-                l2 = tl.load(row + 17).to(tl.int32)
+                c1, c2, w_src, ho, wo, s1, p1, s2, p2, l1, l2 = _corr_geometry(row)
                 for s in range(0, ho * wo, BLOCK):
                     e = s + lane
                     m = e < ho * wo
@@ -171,17 +173,7 @@ def _program_kernel(x, out, ws, instr, n_instr, tables, coefs, planes, in_numel,
                     _store(o_p, w_p, d_sp, d_off + e, tl.where(acc, total + old, total), m)
             elif (op == _SEP_CORR_T) | (op == _CORR2D_T):  # transposes, in gather form
                 sep = op == _SEP_CORR_T
-                c1 = tl.load(row + 14)
-                c2 = tl.load(row + 16)
-                w_dst = tl.load(row + 7).to(tl.int32)
-                ho = tl.load(row + 8).to(tl.int32)
-                wo = tl.load(row + 9).to(tl.int32)
-                s1 = tl.load(row + 10).to(tl.int32)
-                p1 = tl.load(row + 11).to(tl.int32)
-                s2 = tl.load(row + 12).to(tl.int32)
-                p2 = tl.load(row + 13).to(tl.int32)
-                l1 = tl.load(row + 15).to(tl.int32)
-                l2 = tl.load(row + 17).to(tl.int32)
+                c1, c2, w_dst, ho, wo, s1, p1, s2, p2, l1, l2 = _corr_geometry(row)
                 wspan = (wo - 1) * s2 + l2
                 span = ((ho - 1) * s1 + l1) * wspan
                 for s in range(0, span, BLOCK):
