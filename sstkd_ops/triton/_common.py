@@ -2,8 +2,8 @@
 
 Tiles never grow with the level count: a kernel holds at most ``lane_tile(L)`` levels (or a
 ``lane_tile(L)`` square of an L x L matrix) at a time and covers the others with more programs,
-so registers and shared memory stay the same from 16 levels up (``scripts/check_triton_kernels.py``
-compiles every kernel for sm_90 and reports both).
+so one compiled kernel, with the same registers and shared memory, serves every count from 17
+levels up (``scripts/check_triton_kernels.py`` compiles each for sm_90 and reports both).
 """
 
 from __future__ import annotations
