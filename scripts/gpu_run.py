@@ -1,5 +1,7 @@
-"""The whole GPU programme as one prepared command: about ten minutes on one GPU -> every
-figure the project needs, in at most 8 files of at most 16 MiB.
+"""The whole GPU programme as one prepared, time-guarded command.
+
+About ten minutes on one GPU give every figure the project needs, in at most 8 files of at
+most 16 MiB.
 
 Phases (each a subprocess with its own time budget, so a hung kernel loses only its phase;
 each one's results are packed into the output folder as soon as it ends):
