@@ -1,7 +1,10 @@
 """Backend selection and input checks shared by every op."""
 
+import importlib.util
+
 import pytest
 import torch
+from conftest import require
 
 from sstkd_ops import _backend, _checks
 from sstkd_ops._backend import BackendUnavailableError, select_backend
@@ -17,8 +20,7 @@ def test_auto_on_cpu_prefers_compiled_kernels(monkeypatch):
 
 
 def test_deterministic_mode_skips_nondeterministic_backends(monkeypatch):
-    if not _backend.has_cpu_kernels():
-        pytest.skip("compiled extension not built")
+    require(_backend.has_cpu_kernels(), "compiled extension sstkd_ops._C not built")
     x = torch.zeros(1)
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     assert select_backend("op", x, None, {"cpu"}, nondeterministic={"cpu"}) == "reference"
@@ -56,8 +58,7 @@ def test_missing_extension_says_how_to_build(monkeypatch):
 
 
 def test_triton_on_cpu_needs_interpreter(monkeypatch):
-    if not _backend.has_triton():
-        pytest.skip("triton not installed")
+    require(_backend.has_triton(), "triton not installed")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(BackendUnavailableError, match="TRITON_INTERPRET=1"):
         select_backend("myop", torch.zeros(1), "triton", {"triton"})
@@ -71,9 +72,21 @@ def test_available_backends_lists_reference_last():
     assert "cuda" not in names or torch.cuda.is_available()
 
 
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def test_build_info_reports_extension_state():
+    """build_info against facts found without sstkd_ops: importing the extension and Triton."""
     info = _backend.build_info()
-    assert info["extension"] == _backend.has_cpu_kernels()
+    extension = _importable("sstkd_ops._C")
+    assert info["extension"] is extension
+    assert (info["extension_error"] == "") is extension
+    assert info["triton"] is (importlib.util.find_spec("triton") is not None)
     assert info["torch"] == torch.__version__
 
 
@@ -105,8 +118,7 @@ def test_checks_name_argument_expected_and_received(call, exc, pattern):
 
 
 def test_disable_list_keeps_auto_away_but_not_an_explicit_choice(monkeypatch):
-    if not _backend.has_cpu_kernels():
-        pytest.skip("compiled extension not built")
+    require(_backend.has_cpu_kernels(), "compiled extension sstkd_ops._C not built")
     x = torch.zeros(1)
     monkeypatch.setenv(_backend.DISABLE_ENV_VAR, "cpu:myop, triton:*")
     assert select_backend("myop", x, None, {"cpu"}) == "reference"

@@ -3,6 +3,11 @@
 Every file under ``shared/golden/contourlet`` is checked in float64 to the table's 1e-10:
 ``pdfb/*`` (all subbands and perfect reconstruction), ``standalone/lpdec_*``,
 ``standalone/dfbdec_*`` / ``dfbdec_l_*`` and the filter tables.
+
+The public ops run with ``backend=`` forced, so each test checks the backend it names:
+``reference`` and ``cpu`` on every file, ``triton`` (the CPU interpreter: slow) on
+``TRITON_FILES`` only. A backend not built here skips, or fails under ``CI=true``
+(conftest.require_backend).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN, assert_close
+from conftest import CPU_BACKENDS, GOLDEN, assert_close
 
 from sstkd_ops import contourlet, filters
 from sstkd_ops.reference import contourlet as ref
@@ -36,35 +41,47 @@ def _t(a: np.ndarray) -> torch.Tensor:
 PDFB = _files("pdfb/*.npz")
 LPDEC = _files("standalone/lpdec_*.npz")
 DFBDEC = _files("standalone/dfbdec_*.npz")
+LADDER = _files("standalone/dfbdec_l_*.npz")  # the toolbox's ladder DFB: the public dfb_dec
+# The Triton interpreter takes ~1-30 s per pdfb file: it runs the smallest file of the Haar
+# family and of the pkva ladder family, and the smallest lp_dec and 2-level ladder DFB files.
+TRITON_FILES = {"pdfb_9-7_haar_2_rampdisc_32x32", "pdfb_9-7_pkva_2_texture_32x32",
+                "lpdec_9-7_rampdisc_32x32", "dfbdec_l_pkva_2_rampdisc_32x32"}
+
+
+def _backend_cases(paths: list[Path]) -> list:
+    return [pytest.param(p, b, id=f"{p.stem}-{b}") for p in paths for b in CPU_BACKENDS
+            if b != "triton" or p.stem in TRITON_FILES]
 
 
 def test_golden_files_present(golden_dir):
-    assert len(PDFB) >= 90 and len(LPDEC) == 6 and len(DFBDEC) == 12
+    assert len(PDFB) >= 90 and len(LPDEC) == 6 and len(DFBDEC) == 12 and len(LADDER) == 6
+    assert {p.stem for p in PDFB + LPDEC + LADDER} >= TRITON_FILES
 
 
-@pytest.mark.parametrize("path", PDFB, ids=_ids(PDFB))
-def test_pdfb_matches_toolbox(path, golden_dir):
+@pytest.mark.parametrize("path, backend", _backend_cases(PDFB))
+def test_pdfb_matches_toolbox(path, backend, golden_dir):
     d = np.load(path)
     x = _t(d["x"])[None, None]
     nlevs = [int(v) for v in d["nlevs"]]
     pfilt, dfilt = str(d["pfilt"]), str(d["dfilt"])
-    low, bands = contourlet.pdfb_dec(x, pfilt, dfilt, nlevs)
+    low, bands = contourlet.pdfb_dec(x, pfilt, dfilt, nlevs, backend=backend)
     assert_close(low[0, 0], _t(d["low"]), msg=f"{path.name}: low")
     assert [len(b) for b in bands] == [int(n) for n in d["nbands"]]
     for i, level in enumerate(bands):
         for k, band in enumerate(level):
             assert_close(band[0, 0], _t(d[f"band_{i + 1}_{k}"]), msg=f"{path.name}: {i} {k}")
-    assert_close(contourlet.pdfb_rec(low, bands, pfilt, dfilt), x, msg=f"{path.name}: PR")
+    assert_close(contourlet.pdfb_rec(low, bands, pfilt, dfilt, backend=backend), x,
+                 msg=f"{path.name}: PR")
 
 
-@pytest.mark.parametrize("path", LPDEC, ids=_ids(LPDEC))
-def test_lpdec_matches_toolbox(path, golden_dir):
+@pytest.mark.parametrize("path, backend", _backend_cases(LPDEC))
+def test_lpdec_matches_toolbox(path, backend, golden_dir):
     d = np.load(path)
     x = _t(d["x"])[None, None]
-    c, det = contourlet.lp_dec(x, str(d["pfilt"]))
+    c, det = contourlet.lp_dec(x, str(d["pfilt"]), backend=backend)
     assert_close(c[0, 0], _t(d["c"]))
     assert_close(det[0, 0], _t(d["d"]))
-    assert_close(contourlet.lp_rec(c, det, str(d["pfilt"])), x)
+    assert_close(contourlet.lp_rec(c, det, str(d["pfilt"]), backend=backend), x)
 
 
 @pytest.mark.parametrize("path", DFBDEC, ids=_ids(DFBDEC))
@@ -85,11 +102,16 @@ def test_dfbdec_matches_toolbox(path, golden_dir):
     assert_close(rec(y, name), x)
 
 
-def test_public_dfb_dec_matches_toolbox_ladder(golden_dir):
-    d = np.load(ROOT / "standalone" / "dfbdec_l_pkva_3_texture_64x96.npz")
-    y = contourlet.dfb_dec(_t(d["x"])[None, None], "pkva", 3)
+@pytest.mark.parametrize("path, backend", _backend_cases(LADDER))
+def test_public_dfb_dec_matches_toolbox_ladder(path, backend, golden_dir):
+    d = np.load(path)
+    x = _t(d["x"])[None, None]
+    name = str(d["fname"])
+    y = contourlet.dfb_dec(x, name, int(d["n"]), backend=backend)
+    assert len(y) == int(d["nbands"])
     for k, band in enumerate(y):
-        assert_close(band[0, 0], _t(d[f"band_{k}"]))
+        assert_close(band[0, 0], _t(d[f"band_{k}"]), msg=f"{path.name}: band {k}")
+    assert_close(contourlet.dfb_rec(y, name, backend=backend), x)
 
 
 def _filter_keys() -> list[tuple[str, str]]:

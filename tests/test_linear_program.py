@@ -2,14 +2,15 @@
 
 import pytest
 import torch
+from conftest import requires
 
 from sstkd_ops import _backend
 from sstkd_ops._linear_program import ProgramBuilder, run_torch
 from sstkd_ops._program_op import run_program
 
-needs_ext = pytest.mark.skipif(not _backend.has_cpu_kernels(), reason="extension not built")
-needs_triton = pytest.mark.skipif(not (_backend.has_triton() and _backend.triton_interpreted()),
-                                  reason="needs triton with TRITON_INTERPRET=1 (or a GPU)")
+needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")
+needs_triton = requires(_backend.has_triton() and _backend.triton_interpreted(),
+                        reason="needs triton with TRITON_INTERPRET=1 (or a GPU)")
 
 
 def run_compiled(x, prog, adj):

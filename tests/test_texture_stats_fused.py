@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close, noncontig, requires_cuda, weighted_loss
+from conftest import assert_close, noncontig, requires, requires_cuda, weighted_loss
 
 from benchmarks.harness import peak_memory
 from sstkd_ops import _backend
 from sstkd_ops import texture_stats_ops as tso
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
-pytestmark = pytest.mark.skipif("cpu" not in _backend.available_backends("cpu"),
-                                reason="compiled extension sstkd_ops._C not built")
+pytestmark = requires("cpu" in _backend.available_backends("cpu"),
+                      reason="compiled extension sstkd_ops._C not built")
 
 DTYPES = [torch.float64, torch.float32]
 # (B, C, H, W): odd, prime and minimal sizes, batch 1 and > 1
