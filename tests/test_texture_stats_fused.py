@@ -52,8 +52,10 @@ def test_texture_equalize_parity(shape, dtype, contig):
             return tuple(texture_equalize(t, N, K, theta, offs, backend=be))
 
         for be in _fast_backends("cpu"):
+            # the float32 gradient through the Lloyd levels and the soft co-occurrence
+            # needs 1.3x the table (max abs error 4.6e-5); float64 5e-6x of it
             _parity(lambda t: run(t, "reference"), lambda t, be=be: run(t, be), [x], dtype,
-                    scale=10.0)
+                    scale=2.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -153,7 +155,7 @@ def test_cuda_parity(dtype):
         assert be in _backend.available_backends("cuda") or be == "reference"
     _parity(lambda t: tuple(texture_equalize(t, 16, 2, 0.5, ((1, 1),), backend="reference")),
             lambda t: tuple(texture_equalize(t, 16, 2, 0.5, ((1, 1),), backend="cuda")), [x],
-            dtype, scale=10.0)
+            dtype, scale=10.0)  # not measured (needs a GPU): the CPU's need is 1.3x
     _parity(lambda t: tuple(qco_1d(t, 8, backend="reference")),
             lambda t: tuple(qco_1d(t, 8, backend="cuda")), [x], dtype)
     _parity(lambda t: qco_2d(t, 4, 1, backend="reference"),
