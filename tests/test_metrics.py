@@ -89,16 +89,35 @@ def test_format_table() -> None:
     assert "mIoU 100.00" in table
 
 
-def test_all_reduce_with_process_group(tmp_path) -> None:
+# each rank's (pred, target) pixels, commented as (target, pred) pairs; summed by hand below
+_RANK_UPDATES = [
+    (torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0])),        # (0,0) (1,1) (0,1)
+    (torch.tensor([1, 1, 0, 0]), torch.tensor([1, 0, 1, 255])),  # (1,1) (0,1) (1,0), ignored
+]
+
+
+def _all_reduce_worker(rank: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
-                            world_size=1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         cm = ConfusionMatrix(2)
-        cm.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]))
-        before = cm.mat.clone()
+        cm.update(*_RANK_UPDATES[rank])
         cm.all_reduce()
-        assert torch.equal(cm.mat, before)  # sum over one process
+        torch.save(cm.mat, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def test_all_reduce_with_process_group(tmp_path) -> None:
+    """Two gloo processes with different updates both end with the summed matrix."""
+    import torch.multiprocessing as mp
+
+    # spawn, not fork: a forked child can hang in an OpenMP pool the parent already used
+    mp.spawn(_all_reduce_worker, args=(str(tmp_path / "pg"), str(tmp_path)), nprocs=2,
+             join=True)
+    expected = torch.tensor([[1, 2],    # gt 0: pred 0 (rank 0), pred 1 (rank 0, rank 1)
+                             [1, 2]])   # gt 1: pred 0 (rank 1), pred 1 (rank 0, rank 1)
+    for rank in (0, 1):
+        mat = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(mat, expected.to(mat.dtype)), (rank, mat)
