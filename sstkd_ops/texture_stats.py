@@ -17,13 +17,16 @@ fixed order, no atomics).
 
 Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
 non-finite. Checking for it costs a device synchronisation, so the ops do not check by default:
-the reference propagates NaN, the CUDA kernels write NaN to every output of the affected image
-(the kernels flag it themselves, no host round trip) and the C++ CPU kernels raise
-``RuntimeError`` (they read host memory anyway; the Triton ops raise it too). With the opt-in
-debug check (``SSTKD_CHECK_FINITE=1`` or :func:`set_finite_checks` ``(True)``) every backend
-raises ``ValueError`` at the boundary in eager mode (one sync per call; skipped under
-``torch.compile``). With the check off, the compiled ops (``cpu``, ``cuda``) never read a
-device value on the host in forward or backward (no ``.item()``: CUDA-graph capturable).
+the reference propagates NaN; the CUDA and Triton kernels write NaN to every output and to the
+gradient of the affected image (``qco_2d``: of the affected cell, the group QCO reduces over)
+and leave the other images as they are (they flag it on the device, no host round trip; the
+Triton ops hand their kernels the flagged images as constant zero ones); the C++ CPU kernels
+raise ``RuntimeError`` (they read host memory anyway). With the opt-in debug check
+(``SSTKD_CHECK_FINITE=1`` or :func:`set_finite_checks` ``(True)``) every backend raises
+``ValueError`` at the boundary in eager mode (one sync per call; skipped under
+``torch.compile``). With the check off, the fused ops (``cpu``, ``cuda``, ``triton``) never
+read a device value on the host in forward or backward (no ``.item()``: CUDA-graph
+capturable).
 
 Limits: level counts are at most :data:`MAX_LEVELS` (4096, the same constant as ``kMaxLevels``
 in ``csrc/texture_stats_math.h``) on every backend. Batches and channels may be empty

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import assert_close, noncontig, weighted_loss
 
-from sstkd_ops import _backend
+from sstkd_ops import _backend, _checks
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -109,15 +109,106 @@ def test_triton_deterministic():
         assert torch.equal(a, b)
 
 
-def test_triton_non_finite_raises():
-    """The Triton ops refuse a non-finite texture intensity themselves (``RuntimeError``, as the
-    compiled ops do) when the public ops' opt-in ``ValueError`` checks are off."""
-    x = torch.randn(1, 2, 3, 3, device=DEVICE)
-    x[0, 0, 1, 1] = float("nan")
-    with pytest.raises(RuntimeError, match="finite"):
-        texture_equalize(x, 4, backend="triton")
-    with pytest.raises(RuntimeError, match="finite"):
-        qco_2d(x, 1, 1, backend="triton")
+def _per_op(x, f, backend):
+    """Each texture op on ``x`` with its own input gradient(s): (name, outputs, gradients)."""
+    x = x.detach().clone().requires_grad_()
+    f = f.detach().clone().requires_grad_()
+    q1 = qco_1d(x, 4, backend=backend)
+    lv2, sta2 = qco_2d(x, 2, 2, backend=backend)
+    te = texture_equalize(x, 5, 1, 0.5, ((1, 1), (0, -2)), backend=backend)
+    tem = qco_1d_tem(f, q1.cos_sim.detach(), q1.levels.detach(), backend=backend)
+    runs = [("qco_1d", (q1.levels, q1.sta), x), ("qco_2d", (lv2, sta2), x),
+            ("texture_equalize", tuple(te), x), ("qco_1d_tem", (tem,), f)]
+    return [(name, outs, torch.autograd.grad(weighted_loss(outs, 3), inp)[0])
+            for name, outs, inp in runs]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_triton_non_finite_gives_nan_only_in_that_image_or_cell(value):
+    """A non-finite value in image 1 at (y, x) = (2, 2): NaN in every output and gradient of
+    image 1 (QCO 2-D: of its cell (0, 0) of 3 x 3 pixels, the unit the op reduces over),
+    reference values everywhere else; no error, as the CUDA kernels."""
+    x = torch.randn(3, 3, 6, 6, dtype=torch.float64, device=DEVICE)
+    x[1, 0, 2, 2] = value
+    f = torch.randn(3, 5, 4, dtype=torch.float64, device=DEVICE)
+    image = torch.tensor([False, True, False], device=DEVICE)
+    cell = torch.zeros(3, 4, dtype=torch.bool, device=DEVICE)
+    cell[1, 0] = True
+    cell_px = torch.zeros(3, 1, 6, 6, dtype=torch.bool, device=DEVICE)
+    cell_px[1, :, :3, :3] = True
+    for (name, got, g_got), (_, want, g_want) in zip(_per_op(x, f, "triton"),
+                                                    _per_op(x, f, "reference")):
+        unit = cell if name == "qco_2d" else image
+        for i, (a, b) in enumerate(zip(got, want)):
+            flag = unit.view(*unit.shape, *[1] * (a.dim() - unit.dim()))
+            assert bool(a.isnan()[flag.expand_as(a)].all()), f"{name} output {i}: not NaN"
+            keep = ~flag.expand_as(a)
+            assert_close(a[keep], b[keep], torch.float64, scale=10.0, msg=f"{name} output {i}")
+        flag = cell_px if name == "qco_2d" else image.view(3, *[1] * (g_got.dim() - 1))
+        flag = flag.expand_as(g_got)
+        assert bool(g_got[flag].isnan().all()), f"{name} gradient: not NaN"
+        assert bool(torch.isfinite(g_got[~flag]).all()), f"{name} gradient: NaN outside"
+        assert_close(g_got[~flag], g_want[~flag], torch.float64, scale=10.0,
+                     msg=f"{name} gradient")
+
+
+def test_triton_building_blocks_flag_non_finite_groups():
+    """Inf / -Inf / NaN in one group of the Triton ops themselves: NaN outputs and gradients
+    of that group only, the other groups bitwise as without it."""
+    from sstkd_ops.triton import texture_stats as tts
+
+    s = torch.rand(3, 4, 5, dtype=torch.float64, device=DEVICE)
+    f = torch.randn(3, 2, 4, dtype=torch.float64, device=DEVICE)
+    for value in (float("inf"), float("-inf"), float("nan")):
+        bad = s.clone()
+        bad[1, 2, 3] = value
+        runs = {
+            "qco": lambda t: tts.texstat_qco(t, 4, False)[:3],
+            "qco_cooc": lambda t: tts.texstat_qco(t, 3, True)[:3],
+            "dtiem": lambda t: tts.texstat_dtiem(t, 4, 1, 0.5, [1, 1, 0, -1])[:4],
+            "tem": lambda t: (tts.texstat_qco_tem(f, t.flatten(1), *_tem_levels(t)),),
+        }
+        for name, run in runs.items():
+            outs = []
+            for t in (s, bad):
+                t = t.clone().requires_grad_()
+                o = run(t)
+                outs.append((o, torch.autograd.grad(weighted_loss(o, 5), t)[0]))
+            (clean, g_clean), (got, g_got) = outs
+            for a, b in [*zip(got, clean), (g_got, g_clean)]:
+                assert bool(a[1].isnan().all()), f"{name}: group 1 not NaN for {value}"
+                assert torch.equal(a[[0, 2]], b[[0, 2]]), f"{name}: other groups changed"
+
+
+def _tem_levels(s):
+    """Levels and mask width of ``qco_1d``'s code for groups ``s (B, h, w)`` (no gradient)."""
+    levels = torch.linspace(0.1, 0.9, 4, dtype=s.dtype, device=s.device).repeat(len(s), 1)
+    levels = torch.where(torch.isfinite(s.detach().flatten(1)).all(1, keepdim=True), levels,
+                         float("nan"))
+    return levels, torch.full((len(s),), 0.8 / 3, dtype=s.dtype, device=s.device)
+
+
+def test_triton_forward_backward_reads_nothing_on_the_host():
+    """No ``.item()`` / ``bool()`` / ``int()`` / ``float()`` / ``tolist()`` on a tensor in the
+    Triton forward and backward of every texture op, with an image holding NaN: on a GPU,
+    no device synchronisation (CUDA-graph capturable)."""
+    from test_compiled_op_checks import _no_host_reads
+
+    assert not _checks.finite_checks_enabled()
+    x = torch.randn(2, 4, 6, 6, device=DEVICE)
+    x[1, 2, 3, 3] = float("nan")
+    x.requires_grad_()
+    f = torch.randn(2, 3, 4, device=DEVICE, requires_grad=True)
+    with _no_host_reads():
+        o = qco_1d(x, 4, backend="triton")
+        tem = qco_1d_tem(f, o.cos_sim, o.levels, backend="triton")
+        lv2, sta2 = qco_2d(x, 3, 2, backend="triton")
+        te = texture_equalize(x, 4, backend="triton")
+        loss = (o.sta.sum() + o.levels.sum() + tem.sum() + lv2.sum() + sta2.sum() + te.q.sum()
+                + te.cooc.sum() + te.hist.sum())
+        gx, gf = torch.autograd.grad(loss, (x, f))
+    assert bool(gx[1].isnan().all()) and bool(torch.isfinite(gx[0]).all())
+    assert bool(gf[1].isnan().all()) and bool(torch.isfinite(gf[0]).all())
 
 
 def test_triton_opcheck():

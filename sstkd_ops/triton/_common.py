@@ -66,8 +66,27 @@ def sqrt_rn(x):
         return tl.sqrt(x)
 
 
-def check_finite(s: torch.Tensor, op: str) -> None:
-    """Raise when the texture intensity holds NaN or Inf (kernels assume finite values)."""
-    if not bool(torch.isfinite(s).all()):
-        raise RuntimeError(f"{op}: the texture intensity is not finite (the input holds NaN or "
-                           "Inf)")
+def nonfinite_rows(*tensors: torch.Tensor) -> torch.Tensor:
+    """``(G,)`` bool on the device: rows (index along dim 0) of any of ``tensors`` holding NaN
+    or Inf. No host read, so a call stays asynchronous and CUDA-graph capturable."""
+    bad = torch.zeros(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
+    for t in tensors:
+        fin = torch.isfinite(t)
+        bad = bad | ~(fin.flatten(1) if fin.dim() > 1 else fin[:, None]).all(1)
+    return bad
+
+
+def _rows(bad: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return bad.view(-1, *([1] * (t.dim() - 1)))
+
+
+def zero_rows(t: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """``t`` with the rows flagged in ``bad`` set to 0, the others unchanged (bitwise): a
+    flagged image reaches the kernels as a constant one, whose level and pixel indices all stay
+    in range."""
+    return torch.where(_rows(bad, t), 0.0, t)
+
+
+def nan_rows(t: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """``t`` with the rows flagged in ``bad`` set to NaN, the others unchanged (bitwise)."""
+    return torch.where(_rows(bad, t), float("nan"), t)

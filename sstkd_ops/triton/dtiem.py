@@ -8,6 +8,10 @@ levels, ``tl.dot`` for one lanes x lanes tile of the N x N co-occurrence; more l
 programs), reduced afterwards in a fixed order: no atomics, bitwise reproducible. Extra memory
 is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps (denoising, CDF, level updates) run as
 torch ops.
+
+Non-finite input, as the CUDA kernels and without a host read: an image whose texture
+intensity holds NaN or Inf is flagged on the device, reaches the kernels as a constant zero
+image, and gets NaN in every output and in its gradient; the other images are untouched.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from ..texture_stats_ops import wire
 from ._common import (
     BLOCK,
     DOT_BLOCK,
-    check_finite,
     div_rn,
     dot_warps,
     lane_tiles,
+    nan_rows,
+    nonfinite_rows,
     nprog_for,
     tile_block,
+    zero_rows,
 )
 
 
@@ -280,6 +286,12 @@ def _cdf(hist: torch.Tensor) -> torch.Tensor:
     return hist.cumsum(-1) - hist / 2
 
 
+def _flagged(bad: torch.Tensor, *outs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``outs`` with NaN in the rows of the images flagged in ``bad`` (new tensors: no output
+    aliases another)."""
+    return tuple(nan_rows(o, bad) for o in outs)
+
+
 @torch.library.custom_op("sstkd_ops::texstat_dtiem_triton", mutates_args=())
 def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
                   offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -288,7 +300,8 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
     B, H, W = s.shape
     P, N, D = H * W, num_levels, len(offsets) // 2
     sf = s.reshape(B, P).contiguous()
-    check_finite(sf, "texstat_dtiem_triton")
+    bad = nonfinite_rows(sf)
+    sf = zero_rows(sf, bad)
     levels = _levels(sf, N, iters)
     if N == 1:
         raw = torch.ones(B, 1, dtype=s.dtype, device=s.device)
@@ -297,7 +310,7 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
         for d in range(D):
             if H - abs(offsets[2 * d]) <= 0 or W - abs(offsets[2 * d + 1]) <= 0:
                 cooc[:, d] = 0
-        return q, cooc, raw.clone(), levels, raw
+        return _flagged(bad, q, cooc, raw, levels, raw)
     jidx = _level_index(sf, levels)
     raw = (_hist_partial(sf, jidx, levels) / P).to(s.dtype)
     hist = denoise_histogram(raw, theta)
@@ -318,7 +331,7 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
                                                   BLOCK=DOT_BLOCK, TL=TL,
                                                   num_warps=dot_warps(TL))
         cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
-    return q.reshape(B, H, W), cooc, hist, levels, raw
+    return _flagged(bad, q.reshape(B, H, W), cooc, hist, levels, raw)
 
 
 @torch.library.custom_op("sstkd_ops::texstat_dtiem_backward_triton", mutates_args=())
@@ -327,11 +340,13 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
                     offsets: list[int]) -> torch.Tensor:
     B, H, W = s.shape
     P, N, D = H * W, levels.shape[1], len(offsets) // 2
-    if N == 1:
-        return torch.zeros_like(s)
     sf = s.reshape(B, P).contiguous()
-    dq = grad_q.reshape(B, P).contiguous()
-    levels = levels.contiguous()
+    bad = nonfinite_rows(sf, levels)  # NaN levels: flagged in the forward
+    if N == 1:
+        return nan_rows(torch.zeros_like(sf), bad).reshape(B, H, W)
+    sf, levels, raw_hist, dq, grad_cooc, grad_hist = (
+        zero_rows(t, bad).contiguous()
+        for t in (sf, levels, raw_hist, grad_q.reshape(B, P), grad_cooc, grad_hist))
     jidx = _level_index(sf, levels)
     dcdf = _hist_partial(sf, jidx, levels, dq)  # (B, N) float64: sum_p dQ_p E_n(p)
     # d hist' = grad_hist + d(cumsum(h') - h' / 2)
@@ -347,13 +362,17 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
     dh_raw = torch.where(over, total / N, dh)
     dh_raw = dh_raw.scatter_add(-1, amax, theta * dclip)
     cdf = _cdf(denoise_histogram(h, theta)).contiguous()
-    offs_t = torch.tensor(offsets, dtype=torch.int32, device=s.device)
+    # offsets written by fills: a copy from host memory would block, and a CUDA graph capture
+    # refuses it
+    offs_t = torch.empty(len(offsets), dtype=torch.int32, device=s.device)
+    for i, v in enumerate(offsets):
+        offs_t[i] = v
     ds = torch.empty_like(sf)
     _dtiem_grad_s_kernel[(B, triton.cdiv(P, BLOCK))](sf, jidx, levels, dq, cdf,
                                                      dh_raw.contiguous(),
                                                      grad_cooc.contiguous(), offs_t, ds, H, W,
                                                      N, D, BLOCK=BLOCK)
-    return ds.reshape(B, H, W)
+    return nan_rows(ds, bad).reshape(B, H, W)
 
 
 wire("dtiem", texstat_dtiem, texstat_dtiem_backward)

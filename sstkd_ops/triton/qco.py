@@ -14,6 +14,10 @@ program. Per-pixel sums over levels (the TEM product, d loss / d s) read only th
 candidate levels of each pixel. Reductions over pixels write per-program partial sums reduced
 afterwards in a fixed order: no atomics, bitwise reproducible. Extra memory is
 O(G*P + G*L*L*NPROG) for G groups of P pixels.
+
+Non-finite input, as the CUDA kernels and without a host read: a group (TEM: an image) whose
+texture intensity holds NaN or Inf is flagged on the device, reaches the kernels as a constant
+zero group, and gets NaN in every output and gradient; the other groups are untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ import triton.language as tl
 
 from ..reference.texture_stats import QCO2D_EPS, level_fractions
 from ..texture_stats_ops import wire
-from ._common import DOT_BLOCK, check_finite, dot_warps, lane_tiles, nprog_for, tile_block
+from ._common import (
+    DOT_BLOCK,
+    dot_warps,
+    lane_tiles,
+    nan_rows,
+    nonfinite_rows,
+    nprog_for,
+    tile_block,
+    zero_rows,
+)
 
 CB = 16  # channels per step of the TEM kernels
 PIX = 64  # pixels per step of the kernels that read the five candidates of each pixel
@@ -202,7 +215,8 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
         raise ValueError(f"texstat_qco_triton: num_levels >= 1 and non-empty groups expected, "
                          f"got num_levels={L}, s {tuple(s.shape)}")
     sf = s.reshape(G, P).contiguous()
-    check_finite(sf, "texstat_qco_triton")
+    bad = nonfinite_rows(sf)
+    sf = zero_rows(sf, bad)
     extrema = torch.stack([sf.argmin(1), sf.argmax(1)], 1)  # first extremal pixels
     lo, hi = sf.gather(1, extrema[:, :1]), sf.gather(1, extrema[:, 1:])
     levels = (level_fractions(L, s) * (hi - lo) + lo).contiguous()
@@ -227,8 +241,9 @@ def texstat_qco(s: torch.Tensor, num_levels: int, cooc: bool) -> tuple[torch.Ten
                                                   BLOCK=DOT_BLOCK, TL=TL, num_warps=warps)
             acc = part.double().sum(1)[:, :L, :L]
         total = acc.sum((-1, -2), keepdim=True) + QCO2D_EPS
-    sta = (acc / total).to(s.dtype).contiguous()
-    return levels, sta, acc.to(s.dtype).contiguous().clone(), extrema
+    sta = nan_rows((acc / total).to(s.dtype), bad).contiguous()
+    counts = nan_rows(acc.to(s.dtype), bad).contiguous()
+    return nan_rows(levels, bad).contiguous(), sta, counts, extrema
 
 
 @torch.library.custom_op("sstkd_ops::texstat_qco_backward_triton", mutates_args=())
@@ -240,15 +255,16 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     P, L = h * w, levels.shape[1]
     K = L * L if cooc else L
     sf = s.reshape(G, P).contiguous()
-    lv = levels.contiguous()
+    bad = nonfinite_rows(sf, levels)  # NaN levels: flagged in the forward
+    sf, lv = zero_rows(sf, bad), zero_rows(levels, bad).contiguous()
     cn = counts.reshape(G, K).double()
     gs = grad_sta.reshape(G, K).double()
     total = cn.sum(-1, keepdim=True) + (QCO2D_EPS if cooc else 0.0)
     anyg = (gs != 0).any(-1, keepdim=True)
-    nan_rows = anyg & (total == 0)  # 1-D only (2-D adds eps): sta = 0/0, gradient NaN
+    zero_total = anyg & (total == 0)  # 1-D only (2-D adds eps): sta = 0/0, gradient NaN
     dot = (gs * (cn / total)).sum(-1, keepdim=True)
-    dc = torch.where(anyg & ~nan_rows, (gs - dot) / total, 0.0)  # d loss / d counts
-    dc = dc.to(s.dtype) if cooc else dc
+    dc = torch.where(anyg & ~zero_total, (gs - dot) / total, 0.0)  # d loss / d counts
+    dc = zero_rows(dc.to(s.dtype) if cooc else dc, bad)
     TL, NT = lane_tiles(L)
     NL, blk = TL * NT, tile_block(TL)
     nprog = nprog_for(P, blk)
@@ -264,8 +280,7 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     idx = torch.arange(P, device=s.device)
     ds = ds + torch.where(idx == extrema[:, :1], dlo, 0)
     ds = ds + torch.where(idx == extrema[:, 1:], dhi, 0)
-    ds = torch.where(nan_rows, torch.full_like(ds, float("nan")), ds)
-    return ds.reshape(G, h, w)
+    return nan_rows(ds, zero_total[:, 0] | bad).reshape(G, h, w)
 
 
 wire("qco", texstat_qco, texstat_qco_backward)
@@ -362,23 +377,24 @@ def _tem_grad_s_kernel(go_ptr, f_ptr, s_ptr, q_ptr, d_ptr, gs_ptr, dq_ptr, C, P,
     tl.store(dq_ptr + (b * nprog + j) * NL + lanes, acc)
 
 
-def _tem_inputs(f, s, levels, delta, op):
-    f = f.contiguous()
-    s = s.to(f.dtype).contiguous()
-    check_finite(s, op)
-    return f, s, levels.to(f.dtype).contiguous(), delta.to(f.dtype).contiguous()
+def _tem_inputs(f, s, levels, delta):
+    """Contiguous inputs in the dtype of ``f``, images with non-finite ``s``, ``levels`` or
+    ``delta`` zeroed (they index levels), and the ``(B,)`` flag of those images."""
+    s, levels, delta = (t.to(f.dtype) for t in (s, levels, delta))
+    bad = nonfinite_rows(s, levels, delta)
+    return (f.contiguous(), *(zero_rows(t, bad).contiguous() for t in (s, levels, delta)), bad)
 
 
 @torch.library.custom_op("sstkd_ops::texstat_qco_tem_triton", mutates_args=())
 def texstat_qco_tem(f: torch.Tensor, s: torch.Tensor, levels: torch.Tensor,
                     delta: torch.Tensor) -> torch.Tensor:
     """Triton ``texstat_qco_tem``: ``f (B, C, L)``, ``s (B, P)`` -> ``(B, C, P)``."""
-    f, s, levels, delta = _tem_inputs(f, s, levels, delta, "texstat_qco_tem_triton")
+    f, s, levels, delta, bad = _tem_inputs(f, s, levels, delta)
     B, C, L = f.shape
     P = s.shape[1]
     out = torch.empty(B, C, P, dtype=f.dtype, device=f.device)
     _tem_kernel[(B, triton.cdiv(P, PIX))](f, s, levels, delta, out, C, P, L, BLOCK=PIX, CB=CB)
-    return out
+    return nan_rows(out, bad)
 
 
 @torch.library.custom_op("sstkd_ops::texstat_qco_tem_backward_triton", mutates_args=())
@@ -386,7 +402,7 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
                              levels: torch.Tensor, delta: torch.Tensor
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton ``texstat_qco_tem_backward``: gradients w.r.t. ``f``, ``s`` and ``levels``."""
-    f, s, levels, delta = _tem_inputs(f, s, levels, delta, "texstat_qco_tem_backward_triton")
+    f, s, levels, delta, bad = _tem_inputs(f, s, levels, delta)
     go = grad_out.to(f.dtype).contiguous()
     B, C, L = f.shape
     P = s.shape[1]
@@ -401,7 +417,8 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
     part = torch.empty(B, nprog, NL, dtype=torch.float64, device=f.device)
     _tem_grad_s_kernel[(B, nprog, NT)](go, f, s, levels, delta, grad_s, part, C, P, L, nprog, NL,
                                        BLOCK=blk, TL=TL, CB=CB, num_warps=8)
-    return grad_f, grad_s, part.sum(1)[:, :L].to(f.dtype).contiguous()
+    grad_levels = part.sum(1)[:, :L].to(f.dtype)
+    return tuple(nan_rows(g, bad).contiguous() for g in (grad_f, grad_s, grad_levels))
 
 
 wire("qco_tem", texstat_qco_tem, texstat_qco_tem_backward)
