@@ -17,11 +17,11 @@ fixed order, no atomics).
 
 Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
 non-finite. Checking for it costs a device synchronisation, so the ops do not check by default:
-the reference propagates NaN; the CUDA and Triton kernels write NaN to every output and to the
-gradient of the affected image (``qco_2d``: of the affected cell, the group QCO reduces over)
-and leave the other images as they are (they flag it on the device, no host round trip; the
-Triton ops hand their kernels the flagged images as constant zero ones); the C++ CPU kernels
-raise ``RuntimeError`` (they read host memory anyway). With the opt-in debug check
+the reference propagates NaN; the CUDA and Triton kernels flag the affected image on the
+device (``qco_2d``: the affected cell, the group it reduces over; no host round trip) and write
+NaN to its outputs, the Triton ones also to its gradients (their kernels see it as a constant
+zero image), leaving the other images as they are; the C++ CPU kernels raise ``RuntimeError``
+(they read host memory anyway). With the opt-in debug check
 (``SSTKD_CHECK_FINITE=1`` or :func:`set_finite_checks` ``(True)``) every backend raises
 ``ValueError`` at the boundary in eager mode (one sync per call; skipped under
 ``torch.compile``). With the check off, the fused ops (``cpu``, ``cuda``, ``triton``) never
