@@ -23,7 +23,7 @@ import math
 import torch
 
 from .. import filters as _filters
-from ._periodic import efilter2, interleave, resamp, sefilter2
+from ._periodic import _margins, efilter2, extend, interleave, resamp, sefilter2
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -203,12 +203,34 @@ def _odd(f: torch.Tensor) -> bool:
     return f.shape[0] % 2 == 1 and f.shape[1] % 2 == 1
 
 
+def _fan_filter(x, f: torch.Tensor, mode: str, shift: tuple[int, int] = (0, 0)):
+    """:func:`efilter2` with a fan filter.
+
+    On a float64 CPU tensor, where ``conv2d`` has only a slow im2col kernel, the filter is
+    applied as a sum of shifted copies over its nonzero taps (about half of a fan filter's);
+    float32, GPU tensors and the program tracer's symbolic planes use ``conv2d``.
+    """
+    if not (isinstance(x, torch.Tensor) and x.dtype == torch.float64 and x.device.type == "cpu"):
+        return efilter2(x, f, mode, shift)
+    kh, kw = f.shape
+    h, w = x.shape[-2:]
+    xe = extend(x, *_margins(kh, kw, shift), mode)
+    taps = torch.flip(f, (0, 1)).to(x.dtype)  # correlation taps, as efilter2's conv2d
+    out = x.new_zeros(x.shape)
+    for a, row in enumerate(taps.tolist()):
+        for b, tap in enumerate(row):
+            if tap != 0.0:
+                out.add_(xe[:, a:a + h, b:b + w], alpha=tap)
+    return out
+
+
 def _fb_dec_tree(x, h0, h1, kind, mode):
     if kind in _PQ_KIND:
         x = resamp(x, _PQ_RESAMP[kind])
         kind = _PQ_KIND[kind]
     shift = (-1, 0) if _odd(h1) else (0, 0)
-    return _qdown(efilter2(x, h0, mode), kind), _qdown(efilter2(x, h1, mode, shift), kind)
+    return (_qdown(_fan_filter(x, h0, mode), kind),
+            _qdown(_fan_filter(x, h1, mode, shift), kind))
 
 
 def _fb_rec_tree(y0, y1, g0, g1, kind, mode):
@@ -216,7 +238,8 @@ def _fb_rec_tree(y0, y1, g0, g1, kind, mode):
     shift = 1 if _odd(g1) else 0
     adj0 = ((g0.shape[0] + 1) % 2, (g0.shape[1] + 1) % 2)
     adj1 = ((g1.shape[0] + 1) % 2 + shift, (g1.shape[1] + 1) % 2)
-    x = efilter2(_qup(y0, qkind), g0, mode, adj0) + efilter2(_qup(y1, qkind), g1, mode, adj1)
+    x = (_fan_filter(_qup(y0, qkind), g0, mode, adj0)
+         + _fan_filter(_qup(y1, qkind), g1, mode, adj1))
     if kind in _PQ_KIND:
         x = resamp(x, _INV_RESAMP[_PQ_RESAMP[kind]])
     return x
