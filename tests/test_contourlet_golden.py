@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CPU_BACKENDS, GOLDEN, assert_close
+from conftest import CPU_BACKENDS, GOLDEN, assert_close, require
 
 from sstkd_ops import contourlet, filters
 from sstkd_ops.reference import contourlet as ref
@@ -53,7 +53,9 @@ def _backend_cases(paths: list[Path]) -> list:
             if b != "triton" or p.stem in TRITON_FILES]
 
 
-def test_golden_files_present(golden_dir):
+def test_golden_files_present():
+    # fails, not errors, under CI=true when the folder is missing (require in the test body)
+    require(ROOT.is_dir(), f"golden vectors not found at {ROOT}")
     assert len(PDFB) >= 90 and len(LPDEC) == 6 and len(DFBDEC) == 12 and len(LADDER) == 6
     assert {p.stem for p in PDFB + LPDEC + LADDER} >= TRITON_FILES
 
