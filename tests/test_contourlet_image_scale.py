@@ -1,0 +1,60 @@
+"""Image-scale paths: the ``cpu`` backend splitting one plane's instructions across threads
+gives bitwise the results of one thread, and the reference's tap-by-tap fan filtering of
+float64 planes equals its ``conv2d`` form."""
+
+import pytest
+import torch
+from conftest import weighted_loss
+
+from sstkd_ops import pdfb_dec, pdfb_rec
+from sstkd_ops.filters import dfilters
+from sstkd_ops.reference._periodic import efilter2
+from sstkd_ops.reference.dfb import _fan_filter
+
+# One or two planes of 256^2: fewer planes than threads, and instructions (65536-element
+# gathers, 256-row correlations) above the kernel's grain, so every kind of them is split.
+CASES = [
+    ((1, 1, 256, 256), torch.float64, "9-7", "pkva", (3, 3)),
+    ((1, 1, 248, 200), torch.float32, "5-3", "9-7", (2,)),
+    ((2, 1, 192, 128), torch.float64, "9-7", "dmaxflat4", (2, 3)),
+]
+
+
+def _run(threads, shape, dtype, pfilt, dfilt, nlevs):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=g, dtype=dtype, requires_grad=True)
+        low, bands = pdfb_dec(x, pfilt, dfilt, nlevs, backend="cpu")
+        outs = [low] + [b for level in bands for b in level]
+        (gx,) = torch.autograd.grad(weighted_loss(outs), x)
+        ins = [o.detach().requires_grad_() for o in outs]
+        it = iter(ins[1:])
+        rec = pdfb_rec(ins[0], [[next(it) for _ in level] for level in bands], pfilt, dfilt,
+                       backend="cpu")
+        grads = torch.autograd.grad(weighted_loss([rec], seed=2), ins)
+        return [o.detach() for o in outs] + [gx, rec.detach(), *grads]
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[2]}-{c[3]}-{c[0][0]}x{c[0][2]}")
+def test_cpu_threads_bitwise(backend, case):
+    one = _run(1, *case)
+    for threads in (2, 3):
+        many = _run(threads, *case)
+        assert len(many) == len(one)
+        for k, (a, b) in enumerate(zip(one, many)):
+            assert torch.equal(a, b), f"tensor {k} differs between 1 and {threads} threads"
+
+
+@pytest.mark.parametrize("name", ["9-7", "5-3", "haar"])
+@pytest.mark.parametrize("mode", ["per", "qper_col"])
+@pytest.mark.parametrize("shift", [(0, 0), (-1, 0), (1, 1)])
+def test_fan_filter_matches_conv2d(name, mode, shift):
+    x = torch.randn(3, 18, 14, dtype=torch.float64)
+    for f in dfilters(name, "d", torch.float64, torch.device("cpu")):
+        torch.testing.assert_close(_fan_filter(x, f, mode, shift), efilter2(x, f, mode, shift),
+                                   rtol=1e-13, atol=1e-13)
