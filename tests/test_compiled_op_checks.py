@@ -14,15 +14,15 @@ import contextlib
 
 import pytest
 import torch
+from conftest import CPU_BACKENDS, requires
 
-from sstkd_ops import _backend, _checks
+from sstkd_ops import _checks
 from sstkd_ops import texture_stats_ops as _ops
 from sstkd_ops.reference import texture_stats as ref
 from sstkd_ops.texture_stats import MAX_LEVELS, qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
-BACKENDS = ["reference"] + [b for b in ("cpu", "triton") if b in _backend.available_backends("cpu")]
-needs_compiled = pytest.mark.skipif(not _ops.compiled_ops_present(),
-                                    reason="compiled extension not built")
+BACKENDS = CPU_BACKENDS  # one not built here skips, or fails under CI=true (conftest)
+needs_compiled = requires(_ops.compiled_ops_present(), reason="compiled extension not built")
 META = torch.device("meta")
 
 
