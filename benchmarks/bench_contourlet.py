@@ -10,12 +10,22 @@ Examples::
     python benchmarks/bench_contourlet.py                 # CPU: the target size + a sweep
     python benchmarks/bench_contourlet.py --quick         # smaller, fewer repetitions
     python benchmarks/bench_contourlet.py --device cuda   # GPU: SSTKD sizes + sweep
+    python benchmarks/bench_contourlet.py --image-scale [--quick]
+
+``--image-scale`` times ``pdfb_dec`` forward on a few large planes (1, 4, 16 planes of 512^2,
+1024^2, 2048^2; ``--quick``: 1 and 4 of 512^2, 1 of 1024^2) with 1 and 2 threads, float32 and
+float64, 9-7/pkva (3, 3) and 5-3/9-7 (2), reference vs the fused ``cpu`` backend, and
+appends to ``benchmarks/results/contourlet_image_scale.csv`` (plot beside it). The
+torch.compile'd reference is left out there: compiling at these sizes takes minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import functools
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -96,6 +106,105 @@ def bench_case(shape, nlevs, device, backends, reps, with_compile):
     return rows
 
 
+IMAGE_FILTERS = (("9-7", "pkva", (3, 3)), ("5-3", "9-7", (2,)))
+
+
+def _image_forward(x, pfilt, dfilt, nlevs, backend):
+    with torch.no_grad():
+        low, bands = sstkd_ops.pdfb_dec(x, pfilt, dfilt, nlevs, backend=backend)
+    return [low] + [t for level in bands for t in level]
+
+
+def _image_cases(quick):
+    """(planes, size) pairs of the image-scale sweep, smallest planes first."""
+    if quick:
+        return [(1, 512), (4, 512), (1, 1024)]
+    return [(p, s) for s in (512, 1024, 2048) for p in (1, 4, 16)]
+
+
+def bench_image_scale(backends, reps, quick, out):
+    """Run the image-scale sweep (see the module docstring), appending each case's rows to
+    ``out`` as it finishes (a cut-short run keeps what it measured); return all rows."""
+    rows = []
+    for planes, size in _image_cases(quick):
+        for pfilt, dfilt, nlevs in IMAGE_FILTERS:
+            for dtype in (torch.float32, torch.float64):
+                x = torch.randn(planes, 1, size, size, dtype=dtype)
+                case = []
+                for threads in (1, 2):
+                    torch.set_num_threads(threads)
+                    info = env_info("cpu")
+                    ref = None
+                    for backend in backends:
+                        fwd = functools.partial(_image_forward, x, pfilt, dfilt, nlevs, backend)
+                        t0 = time.perf_counter()
+                        outs = fwd()  # first call: traces the program on a new shape
+                        first_ms = (time.perf_counter() - t0) * 1e3
+                        ref = outs if ref is None else ref
+                        err = max(float((a - r).abs().max()) for a, r in zip(outs, ref))
+                        t = time_fn(fwd, warmup=0, reps=reps)
+                        case.append(dict(info, **{
+                            "op": "pdfb_dec", "shape": f"{planes}x1x{size}x{size}",
+                            "nlevs": "-".join(map(str, nlevs)), "pfilt": pfilt, "dfilt": dfilt,
+                            "dtype": str(dtype).removeprefix("torch."), "backend": backend,
+                            "mode": "forward", "median_ms": round(t["median_ms"], 3),
+                            "iqr_ms": round(t["iqr_ms"], 3), "reps": t["reps"],
+                            "max_err_vs_ref": f"{err:.2e}", "first_call_ms": round(first_ms, 1)}))
+                        r = case[-1]
+                        print(f"  {pfilt}/{dfilt} {r['shape']:>14s} {r['dtype']:8s} "
+                              f"{threads}t {backend:10s} {r['median_ms']:10.2f} ms "
+                              f"(first call {first_ms:.0f} ms)", flush=True)
+                append_csv(out, case)
+                rows += case
+    return rows
+
+
+def _image_summary(rows):
+    """Print cpu 2-thread/1-thread and cpu/reference (1 thread) ratios of one run."""
+    ms = {(r["pfilt"], r["dfilt"], r["shape"], r["dtype"], int(r["threads"]), r["backend"]):
+          float(r["median_ms"]) for r in rows}
+    for (pf, df, shape, dtype, threads, backend), t in ms.items():
+        if backend != "cpu" or threads != 1:
+            continue
+        line = f"{pf}/{df} {shape:>14s} {dtype:8s} cpu vs reference (1 thread): "
+        line += f"{ms[(pf, df, shape, dtype, 1, 'reference')] / t:5.1f}x"
+        if (pf, df, shape, dtype, 2, "cpu") in ms:
+            line += f"; cpu 2 threads vs 1: {t / ms[(pf, df, shape, dtype, 2, 'cpu')]:.2f}x"
+        print(line)
+
+
+def _image_plot(out):
+    """Plot the newest commit's 9-7/pkva float64 rows of the CSV ``out`` beside it."""
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = [r for r in rows if r["commit"] == rows[-1]["commit"]
+            and (r["pfilt"], r["dfilt"], r["dtype"]) == ("9-7", "pkva", "float64")]
+    latest = {}
+    for r in rows:  # the last measurement of each case
+        planes, size = r["shape"].split("x")[0], r["shape"].split("x")[-1]
+        latest[(planes, size, r["threads"], r["backend"])] = dict(
+            r, case=f"{planes}x{size}^2 {r['threads']}t", median_ms=float(r["median_ms"]))
+    png = out.with_suffix(".png")
+    plot_bars(list(latest.values()), group="case", series="backend", value="median_ms",
+              path=png, title="pdfb_dec 9-7/pkva (3, 3) float64 forward, planes x size^2, "
+                              "threads")
+    return png
+
+
+def main_image_scale(args):
+    backends = args.backends.split(",") if args.backends else ["reference", "cpu"]
+    backends = ["reference"] + [b for b in backends if b != "reference"]
+    out = args.out if args.out != RESULTS / "contourlet.csv" else \
+        RESULTS / "contourlet_image_scale.csv"
+    if not args.plot_only:
+        rows = bench_image_scale(backends, args.reps or (2 if args.quick else 3), args.quick,
+                                 out)
+        _image_summary(rows)
+        print(f"results appended to {out}")
+    if not args.no_plot:
+        print(f"plot {_image_plot(out)}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -109,7 +218,16 @@ def main(argv=None):
                              "on a GPU)")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--image-scale", action="store_true",
+                        help="few large planes, threads 1 and 2 (CPU; see the docstring)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="with --image-scale: only re-plot the CSV's newest rows")
     args = parser.parse_args(argv)
+    if args.image_scale:
+        if args.device != "cpu":
+            parser.error("--image-scale runs on the CPU only")
+        main_image_scale(args)
+        return
     device = torch.device(args.device)
     backends = [b for b in sstkd_ops.available_backends(device)
                 if b != "triton" or device.type == "cuda"]
