@@ -30,9 +30,9 @@ struct Bounds {
 
 void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tables,
                       int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
-                      int64_t ws_numel) {
+                      int64_t ws_numel, int64_t first) {
   const Bounds bounds{{in_numel, out_numel, ws_numel}};
-  for (int64_t q = 0; q < n_instr; ++q) {
+  for (int64_t q = first; q < n_instr; ++q) {
     const int64_t* c = instr + q * kInstrCols;
     const int64_t op = c[0] & ~kAccumulate;
     const int64_t n = c[4];

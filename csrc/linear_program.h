@@ -78,9 +78,11 @@ struct PlaneSpaces {
 
 // Check every instruction's operands against the sizes of the spaces, the tables and the
 // coefficient array (TORCH_CHECK with the instruction index on failure). Host pointers.
+// `first` > 0 checks only instructions [first, n_instr) (a share of a check split across
+// threads; messages keep the program's instruction indices).
 void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tables,
                       int64_t n_tables, int64_t n_coefs, int64_t in_numel, int64_t out_numel,
-                      int64_t ws_numel);
+                      int64_t ws_numel, int64_t first = 0);
 
 // Elements of the separable pass's intermediate of kSepCorr / kSepCorrT row `c`.
 SSTKD_HD int64_t sep_scratch_numel(const int64_t* c) {

@@ -8,7 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <vector>
+#include <memory>
 
 #include "../linear_program.h"
 
@@ -265,28 +265,34 @@ at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
   if (planes == 0) return out;
   const int64_t n_instr = ic.size(0);
   const int64_t* ip = ic.data_ptr<int64_t>();
+  // Fewer planes than threads (an image): the threads share each instruction, and the check.
+  const bool split = planes < at::get_num_threads() && !at::in_parallel_region();
   // On the host the full check is a plain scan (no device copy): cheap next to the planes.
-  validate_program(ip, n_instr, tc.data_ptr<int32_t>(), tc.numel(), coefs.numel(), in_numel,
-                   out_numel, ws_numel);
+  for_range(split, n_instr, kGrainWork, [&](int64_t q0, int64_t q1) {
+    validate_program(ip, q1, tc.data_ptr<int32_t>(), tc.numel(), coefs.numel(), in_numel,
+                     out_numel, ws_numel, q0);
+  });
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cpu", [&] {
     const auto cc = coefs.contiguous().to(xc.scalar_type());
     const scalar_t* cp = cc.data_ptr<scalar_t>();
     const int32_t* tp = tc.data_ptr<int32_t>();
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    if (planes < at::get_num_threads() && !at::in_parallel_region()) {
-      // Fewer planes than threads: one workspace, the threads share each instruction.
-      std::vector<scalar_t> ws(static_cast<size_t>(ws_numel) + 1);
+    // Workspaces are not zero-filled (programs write before they read, as on CUDA): for a
+    // large plane the fill was a serial pass as long as a fifth of the program.
+    const auto new_ws = [&] { return std::unique_ptr<scalar_t[]>(new scalar_t[ws_numel + 1]); };
+    if (split) {
+      const auto ws = new_ws();
       for (int64_t p = 0; p < planes; ++p) {
-        PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
+        PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.get()};
         run_plane<scalar_t>(ip, n_instr, tp, cp, sp, /*split=*/true);
       }
       return;
     }
     at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> ws(static_cast<size_t>(ws_numel) + 1);
+      const auto ws = new_ws();
       for (int64_t p = begin; p < end; ++p) {
-        PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.data()};
+        PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.get()};
         run_plane<scalar_t>(ip, n_instr, tp, cp, sp, /*split=*/false);
       }
     });
