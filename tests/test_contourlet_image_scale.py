@@ -11,11 +11,11 @@ from sstkd_ops.filters import dfilters
 from sstkd_ops.reference._periodic import efilter2
 from sstkd_ops.reference.dfb import _fan_filter
 
-# One or two planes of 256^2: fewer planes than threads, and instructions (65536-element
-# gathers, 256-row correlations) above the kernel's grain, so every kind of them is split.
+# One or two planes of about 320^2: fewer planes than threads, and instructions (100k-element
+# gathers, 320-row correlations) above the kernel's grain, so every kind of them is split.
 CASES = [
-    ((1, 1, 256, 256), torch.float64, "9-7", "pkva", (3, 3)),
-    ((1, 1, 248, 200), torch.float32, "5-3", "9-7", (2,)),
+    ((1, 1, 320, 320), torch.float64, "9-7", "pkva", (3, 3)),
+    ((1, 1, 320, 288), torch.float32, "5-3", "9-7", (2,)),
     ((2, 1, 192, 128), torch.float64, "9-7", "dmaxflat4", (2, 3)),
 ]
 

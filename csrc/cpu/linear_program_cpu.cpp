@@ -17,7 +17,7 @@ namespace {
 
 // Smallest share of one instruction given to a thread, in multiply-adds (or elements): below
 // it an instruction runs on the calling thread, so small planes pay no threading overhead.
-constexpr int64_t kGrainWork = 1 << 15;
+constexpr int64_t kGrainWork = 1 << 16;
 
 // Runs f(begin, end) over [0, n): split across threads when `split`, else in one call.
 template <typename F>
