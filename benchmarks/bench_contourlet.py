@@ -115,18 +115,20 @@ def _image_forward(x, pfilt, dfilt, nlevs, backend):
     return [low] + [t for level in bands for t in level]
 
 
-def _image_cases(quick):
+def _image_cases(quick, sizes=None):
     """(planes, size) pairs of the image-scale sweep, smallest planes first."""
     if quick:
-        return [(1, 512), (4, 512), (1, 1024)]
-    return [(p, s) for s in (512, 1024, 2048) for p in (1, 4, 16)]
+        cases = [(1, 512), (4, 512), (1, 1024)]
+    else:
+        cases = [(p, s) for s in (512, 1024, 2048) for p in (1, 4, 16)]
+    return [(p, s) for p, s in cases if sizes is None or s in sizes]
 
 
-def bench_image_scale(backends, reps, quick, out):
+def bench_image_scale(backends, reps, quick, out, sizes=None):
     """Run the image-scale sweep (see the module docstring), appending each case's rows to
     ``out`` as it finishes (a cut-short run keeps what it measured); return all rows."""
     rows = []
-    for planes, size in _image_cases(quick):
+    for planes, size in _image_cases(quick, sizes):
         for pfilt, dfilt, nlevs in IMAGE_FILTERS:
             for dtype in (torch.float32, torch.float64):
                 x = torch.randn(planes, 1, size, size, dtype=dtype)
@@ -174,13 +176,12 @@ def _image_summary(rows):
 
 
 def _image_plot(out):
-    """Plot the newest commit's 9-7/pkva float64 rows of the CSV ``out`` beside it."""
+    """Plot the latest 9-7/pkva float64 row of each case in the CSV ``out`` beside it."""
     with out.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows = [r for r in rows if r["commit"] == rows[-1]["commit"]
-            and (r["pfilt"], r["dfilt"], r["dtype"]) == ("9-7", "pkva", "float64")]
+        rows = [r for r in csv.DictReader(f)
+                if (r["pfilt"], r["dfilt"], r["dtype"]) == ("9-7", "pkva", "float64")]
     latest = {}
-    for r in rows:  # the last measurement of each case
+    for r in rows:  # later rows replace earlier ones
         planes, size = r["shape"].split("x")[0], r["shape"].split("x")[-1]
         latest[(planes, size, r["threads"], r["backend"])] = dict(
             r, case=f"{planes}x{size}^2 {r['threads']}t", median_ms=float(r["median_ms"]))
@@ -197,8 +198,9 @@ def main_image_scale(args):
     out = args.out if args.out != RESULTS / "contourlet.csv" else \
         RESULTS / "contourlet_image_scale.csv"
     if not args.plot_only:
+        sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else None
         rows = bench_image_scale(backends, args.reps or (2 if args.quick else 3), args.quick,
-                                 out)
+                                 out, sizes)
         _image_summary(rows)
         print(f"results appended to {out}")
     if not args.no_plot:
@@ -220,6 +222,8 @@ def main(argv=None):
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--image-scale", action="store_true",
                         help="few large planes, threads 1 and 2 (CPU; see the docstring)")
+    parser.add_argument("--sizes", default=None,
+                        help="with --image-scale: comma-separated plane sizes of the sweep to run")
     parser.add_argument("--plot-only", action="store_true",
                         help="with --image-scale: only re-plot the CSV's newest rows")
     args = parser.parse_args(argv)
