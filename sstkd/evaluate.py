@@ -14,7 +14,6 @@ with status 2 and one line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from .data import Compose, build_dataset, build_eval_transform
 from .data.transforms import FixedResize
+from .engine.run_files import write_results
 from .inference import predict, predict_multiscale
 from .metrics import ConfusionMatrix, format_table
 from .models import list_models, load_checkpoint
@@ -85,20 +85,9 @@ def evaluate(model: nn.Module, dataset, mode: str = "whole",
                   scales=list(scales) if scales else None, flip=flip)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(_json_safe(result), indent=2))
+        write_results(out_dir / "results.json", result)
         (out_dir / "table.md").write_text(format_table(result, names) + "\n")
     return result
-
-
-def _json_safe(obj):
-    """nan -> None so the file is strict JSON."""
-    if isinstance(obj, float) and obj != obj:
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _parser() -> argparse.ArgumentParser:
