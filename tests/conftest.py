@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,6 +31,40 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     rtol, atol = TOL[dtype or expected.dtype]
     torch.testing.assert_close(actual, expected, rtol=rtol * scale, atol=atol * scale,
                                msg=(lambda m: f"{msg}\n{m}") if msg else None)
+
+
+@contextlib.contextmanager
+def no_host_reads():
+    """Fail on any read of a tensor value on the host (what a device sync would be on CUDA)."""
+    def forbid(name):
+        def fail(self, *args, **kwargs):
+            raise AssertionError(f"host synchronisation: Tensor.{name} called on the fast path")
+        return fail
+
+    names = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist")
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.Tensor, n, forbid(n))
+        yield
+    finally:
+        for n, v in saved.items():
+            setattr(torch.Tensor, n, v)
+
+
+def texture_ops_forward_backward(x: torch.Tensor, f: torch.Tensor, backend: str):
+    """Forward and backward of all four texture ops on one backend, with no host reads allowed;
+    returns the gradients with respect to ``x`` and ``f``."""
+    from sstkd_ops import qco_1d, qco_1d_tem, qco_2d, texture_equalize
+
+    with no_host_reads():
+        o = qco_1d(x, 4, backend=backend)
+        tem = qco_1d_tem(f, o.cos_sim, o.levels, backend=backend)
+        lv2, sta2 = qco_2d(x, 3, 2, backend=backend)
+        te = texture_equalize(x, 4, backend=backend)
+        loss = (o.sta.sum() + o.levels.sum() + tem.sum() + lv2.sum() + sta2.sum() + te.q.sum()
+                + te.cooc.sum() + te.hist.sum())
+        return torch.autograd.grad(loss, (x, f))
 
 
 def noncontig(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import TOL, noncontig, requires
+from conftest import TOL, no_host_reads, noncontig, requires
 
 import sstkd_ops
 from sstkd_ops import _backend
@@ -175,17 +175,6 @@ def test_cuda_at_sstkd_size(dtype):
     _check_pdfb("cuda", (2, 64, 128, 128), "9-7", "pkva", (3, 3), dtype)
 
 
-def _forbid_host_reads(monkeypatch):
-    """Make every Python-level read of a tensor's value on the host fail."""
-    def refuse(name):
-        def method(self, *args, **kwargs):
-            raise AssertionError(f"host synchronisation: Tensor.{name} called")
-        return method
-
-    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, refuse(name))
-
-
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_cached_program_calls_do_not_sync_and_validate_once(backend, monkeypatch):
     from sstkd_ops import _program_op
@@ -213,8 +202,7 @@ def test_cached_program_calls_do_not_sync_and_validate_once(backend, monkeypatch
 
     _, g_first = forward_backward()  # traces, validates and caches the program and adjoint
     before = len(launches)
-    with monkeypatch.context() as m:
-        _forbid_host_reads(m)
+    with no_host_reads():
         counts, g = forward_backward()
     torch.testing.assert_close(g, g_first, rtol=0, atol=0)
     assert len(validated) == 2  # the program and its adjoint, once each
