@@ -55,6 +55,7 @@ SCRIPTS = {"build": "build.py", "parity": "parity.py", "speed": "speed.py",
 # copied beside the archive (with summary.md/json and gpu_run.tar.gz: at most 8 files)
 KEY_FILES = ("parity/gpu_parity.json", "speed/contourlet.csv", "speed/texture_stats.csv",
              "train/train_step.csv", "camvid/camvid_results.json")
+WORK_MARKER = ".gpu_run_work"  # marks a folder gpu_run may empty
 MAX_FILE = 16 * 2**20
 SKIP_IN_ARCHIVE = (".pt", ".pth", ".tmp")
 
@@ -140,11 +141,28 @@ def _brief(figures: dict, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file, so a kill mid-write keeps the previous version whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _check_folders(out: Path, work: Path, overwrite: bool) -> None:
+    """Refuse to replace an earlier run's results, or to empty a folder that is not ours."""
+    if (out / "summary.json").exists() and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a run's summary.json; pass another "
+                         "--out, or --overwrite to replace it")
+    if work.exists() and any(work.iterdir()) and not (work / WORK_MARKER).exists():
+        raise ValueError(f"--work {str(work)!r} is a non-empty folder that gpu_run did not "
+                         "create; it empties its work folder, so pass an empty or new one")
+
+
 def write_outputs(results: list[dict], work: Path, out: Path, meta: dict) -> None:
     """summary.md / summary.json, the archive of the work folder and the key files in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     summary = dict(meta, phases=results)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=str))
     lines = [f"# gpu_run {'(dry run) ' if meta['dry_run'] else ''}on {meta['device']}", "",
              f"torch {meta['torch']}, triton {meta['triton']}, commit {meta['commit']}, "
              f"{meta['date']}", "", "| phase | status | seconds | key figures |",
@@ -156,10 +174,12 @@ def write_outputs(results: list[dict], work: Path, out: Path, meta: dict) -> Non
         if r["notes"]:
             lines += ["", f"## {r['phase']} {r['name']}: notes", ""]
             lines += [f"- {n}" if "\n" not in n else f"```\n{n}\n```" for n in r["notes"]]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    with tarfile.open(out / "gpu_run.tar.gz", "w:gz") as tar:
+    _write_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    tmp = out / ".gpu_run.tar.gz.tmp"
+    with tarfile.open(tmp, "w:gz") as tar:
         tar.add(work, arcname="gpu_run", filter=lambda t: None if t.name.endswith(
             SKIP_IN_ARCHIVE) or t.size > MAX_FILE else t)
+    os.replace(tmp, out / "gpu_run.tar.gz")
     for rel in KEY_FILES:
         src = work / rel
         if src.is_file() and src.stat().st_size < MAX_FILE:
@@ -218,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU rehearsal at tiny sizes (Triton interpreted, CUDA-only parts "
                         "skipped, no build)")
     p.add_argument("--work", type=Path, default=REPO / "outputs" / "gpu_run_work",
-                   help="where the phases work (emptied first)")
+                   help="where the phases work (emptied first; must be new, empty or an "
+                        "earlier gpu_run work folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier run in --out")
     p.add_argument("--merge", type=Path, default=None, metavar="DIR",
                    help="append the CSVs of a returned run in DIR to benchmarks/results/")
     args = p.parse_args(argv)
@@ -233,9 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or Path(os.environ.get("OUT") or REPO / "outputs" / "gpu_run")
     out, work = out.resolve(), args.work.resolve()
+    try:
+        _check_folders(out, work, args.overwrite)
+    except ValueError as exc:
+        print(f"gpu_run: error: {exc}", file=sys.stderr)
+        return 2
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / WORK_MARKER).touch()
     end = time.time() + args.total - RESERVE_S
     meta = _meta(args.dry_run)
     if not args.dry_run and 1 not in phases and not _built_with_cuda():

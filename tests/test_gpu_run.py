@@ -23,6 +23,21 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def test_earlier_results_and_foreign_work_folders_are_kept(tmp_path):
+    out, work = tmp_path / "o", tmp_path / "w"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    proc = _run("--out", str(out), "--work", str(work), timeout=60)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert (out / "summary.json").read_text() == "{}"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    proc = _run("--out", str(tmp_path / "o2"), "--work", str(mine), timeout=60)
+    assert proc.returncode == 2 and "did not create" in proc.stderr
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
 @pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not found at {CAMVID}")
 def test_dry_run_every_phase_passes_and_returns_at_most_8_small_files(tmp_path):
     out = tmp_path / "out"
