@@ -36,8 +36,11 @@ def pack(src: Path, dst: Path, quality: int = 95, limit: int = 0,
 
     if not (1 <= quality <= 100):
         raise ValueError(f"pack: argument 'quality' expected 1..100, got {quality}")
+    if dst.exists() and any(dst.iterdir()) and not (dst / "PACK.json").is_file():
+        raise ValueError(f"pack: argument 'dst' expected a new, empty or earlier pack folder (with "
+                         f"PACK.json), got {str(dst)!r}, which holds other files")
     if dst.exists():
-        shutil.rmtree(dst)
+        shutil.rmtree(dst)  # an earlier pack: replaced
     counts = {}
     for split in splits:
         if not (src / f"{split}.txt").is_file():

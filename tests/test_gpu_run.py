@@ -104,6 +104,13 @@ def test_camvid_pack_loads_with_the_dataset_class_and_says_it_is_re_encoded(tmp_
     assert check["val"] == {"samples": 1, "image": [3, 360, 480], "label": [360, 480]}
     assert pack_camvid.main(["--src", str(CAMVID), "--dst", str(tmp_path / "p2"),
                              "--quality", "0"]) == 2
+    again = pack_camvid.pack(CAMVID, tmp_path / "pack", limit=1)  # an earlier pack: replaced
+    assert again["counts"] == info["counts"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="holds other files"):
+        pack_camvid.pack(CAMVID, tmp_path / "mine", limit=1)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
 def test_parity_phase_and_its_cases_name_the_same_ops():
