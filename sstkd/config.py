@@ -140,6 +140,8 @@ class TextureConfig:
     theta: float = 0.5  # [ours] histogram clip (1 disables denoising)
     offsets: list[tuple[int, int]] = field(default_factory=lambda: [(1, 1)])
     beta: float = 1.0  # [ours] weight of the co-occurrence term in L_sta
+    str_norm: str = "energy"  # [ours] 'energy' | 'standardize' | 'none' (see distill/texture.py)
+    backend: str | None = None  # sstkd_ops backend of both texture ops (None: auto)
 
 
 @dataclass
@@ -500,7 +502,15 @@ def validate(cfg: Config) -> None:
     models = _known_models()
     for key in ("teacher", "student"):
         name = getattr(cfg.model, key)
-        need(models is None or name in models, f"model.{key}", f"one of {models}", name)
+        base, _, width = str(name).partition("@")
+        need(models is None or base in models, f"model.{key}",
+             f"one of {models} (optionally '@<width>', e.g. 'pspnet_resnet18@0.5')", name)
+        if width:
+            try:
+                ok = 0 < float(width) <= 4
+            except ValueError:
+                ok = False
+            need(ok, f"model.{key}", "a width suffix '@<w>' with 0 < w <= 4", name)
     need(cfg.model.output_stride in (8, 16, 32), "model.output_stride", "8, 16 or 32",
          cfg.model.output_stride)
     need(cfg.model.aux_weight >= 0, "model.aux_weight", ">= 0", cfg.model.aux_weight)
@@ -550,6 +560,11 @@ def validate(cfg: Config) -> None:
     need(tx.iters >= 0, "distill.texture.iters", ">= 0", tx.iters)
     need(0 < tx.theta <= 1, "distill.texture.theta", "in (0, 1]", tx.theta)
     need(tx.beta >= 0, "distill.texture.beta", ">= 0", tx.beta)
+    need(tx.str_norm in ("energy", "standardize", "none"), "distill.texture.str_norm",
+         "'energy', 'standardize' or 'none'", tx.str_norm)
+    need(tx.backend in (None, "auto", "reference", "cpu", "cuda", "triton"),
+         "distill.texture.backend", "null, 'auto', 'reference', 'cpu', 'cuda' or 'triton'",
+         tx.backend)
 
 
 def check_config_paths(cfg: Config) -> None:

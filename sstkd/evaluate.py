@@ -29,6 +29,7 @@ from .engine.run_files import write_results
 from .inference import predict, predict_multiscale
 from .metrics import ConfusionMatrix, format_table
 from .models import list_models, load_checkpoint
+from .models.registry import model_name, parse_model_name
 from .visualize_pred import denormalize, make_palette, save_blend
 
 
@@ -90,10 +91,20 @@ def evaluate(model: nn.Module, dataset, mode: str = "whole",
     return result
 
 
+def _model_arg(name: str) -> str:
+    try:
+        base, width = parse_model_name(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("build_model: ")) from None
+    return model_name(base, width)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sstkd.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, choices=list_models(),
-                   help="model name (default: the checkpoint's, or --config's model.student)")
+    p.add_argument("--model", default=None, type=_model_arg, metavar="NAME",
+                   help=f"model name, one of {', '.join(list_models())}, optionally with a "
+                        "width suffix such as '@0.5' (default: the checkpoint's, or --config's "
+                        "model.student)")
     p.add_argument("--checkpoint", required=True,
                    help="weights file (final_model.pth / best_model.pth, or a state dict)")
     p.add_argument("--config", default=None,

@@ -19,8 +19,33 @@ def test_structural_loss_by_hand():
     lvl0_t = [torch.full((1, 1, 2, 2), 2.0), torch.zeros(1, 1, 2, 2)]        # mean(4, 0) = 2
     lvl1_s = [torch.zeros(1, 1, 4, 4)] * 4
     lvl1_t = [torch.full((1, 1, 4, 4), 3.0)] + [torch.zeros(1, 1, 4, 4)] * 3  # mean(9,0,0,0)
-    loss = structural_loss((low_s, [lvl0_s, lvl1_s]), (low_t, [lvl0_t, lvl1_t]))
+    student, teacher = (low_s, [lvl0_s, lvl1_s]), (low_t, [lvl0_t, lvl1_t])
+    loss = structural_loss(student, teacher, norm="none")
     assert float(loss) == pytest.approx(1.0 + 2.0 + 9.0 / 4)
+    # 'energy': each subband's MSE over the teacher subband's energy (1; 4, 0; 9, 0, 0, 0) plus
+    # eps = 1e-6 x their mean (2); the zero teacher subbands have zero error.
+    eps = 1e-6 * (1 + 4 + 0 + 9 + 0 + 0 + 0) / 7
+    expected = 1 / (1 + eps) + (4 / (4 + eps) + 0) / 2 + (9 / (9 + eps)) / 4
+    loss = structural_loss(student, teacher)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)  # float32 tensors
+    assert float(loss) == pytest.approx(1.75, rel=1e-5)
+    with pytest.raises(ValueError, match="structural_loss: argument 'norm' expected one of"):
+        structural_loss(student, teacher, norm="l2")
+
+
+def test_structural_loss_energy_norm_ignores_the_feature_scale():
+    g = torch.Generator().manual_seed(3)
+    t = [torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    s = [torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    base = structural_loss((s[0], [s[1:]]), (t[0], [t[1:]]))
+    for a in (1e-3, 7.0, 1e4):
+        scaled = structural_loss((a * s[0], [[a * x for x in s[1:]]]),
+                                 (a * t[0], [[a * x for x in t[1:]]]))
+        torch.testing.assert_close(scaled, base, rtol=1e-12, atol=0)
+    raw = structural_loss((10 * s[0], [[10 * x for x in s[1:]]]),
+                          (10 * t[0], [[10 * x for x in t[1:]]]), norm="none")
+    torch.testing.assert_close(raw, 100 * structural_loss((s[0], [s[1:]]), (t[0], [t[1:]]),
+                                                          norm="none"))
 
 
 def test_statistical_loss_by_hand():
@@ -47,6 +72,38 @@ def test_cdm_pads_to_a_valid_size_and_matches_pdfb_dec():
 def test_dtiem_promotes_half_precision_features():
     out = TextureIntensityEqualization(num_levels=4)(torch.randn(1, 3, 8, 8).bfloat16())
     assert out.q.dtype == torch.float32
+
+
+def test_texture_losses_do_not_depend_on_the_feature_scale():
+    """'energy': the structural loss of (a x adapted student, a x teacher) equals that at a = 1;
+    'standardize': each side's scale drops out on its own; the statistical loss (cosine-based)
+    ignores either scale. 'none' grows with a^2."""
+    torch.manual_seed(0)
+    s_feat, t_feat = _features()
+    s, t = s_feat["layer1"].detach().double(), t_feat["layer1"].detach().double().abs()
+    base, scaled = {}, {}
+    for norm in ("energy", "standardize", "none"):
+        d = TextureDistiller({"layer1": 4}, {"layer1": 6}, nlevs=(2, 2), num_levels=8,
+                             str_norm=norm).double()
+        base[norm] = d({"layer1": s}, {"layer1": t})
+        bn = d.adapters["layer1"].bn
+        with torch.no_grad():  # the adapter's output x 1000 (BatchNorm's affine part)
+            bn.weight.mul_(1e3)
+            bn.bias.mul_(1e3)
+        scaled[norm] = d({"layer1": s}, {"layer1": 1e3 * t})
+    # rtol: float64 round-off for 'energy'; for 'standardize' the variance floor 1e-5 against
+    # plane variances ~0.1-1 at a = 1 (measured 2e-5).
+    for norm, rtol in (("energy", 1e-9), ("standardize", 1e-4)):
+        torch.testing.assert_close(scaled[norm]["str"], base[norm]["str"], rtol=rtol, atol=0)
+        torch.testing.assert_close(scaled[norm]["sta"], base[norm]["sta"], rtol=1e-9, atol=0)
+    torch.testing.assert_close(scaled["none"]["str"], 1e6 * base["none"]["str"])
+    # standardize: each side alone (student x 10 through the adapter's input, teacher x 1000);
+    # the variance floors (BatchNorm's and ours, 1e-5 against variances ~0.1-1) limit this.
+    d = TextureDistiller({"layer1": 4}, {"layer1": 6}, nlevs=(2, 2), num_levels=8,
+                         str_norm="standardize").double()
+    one = d({"layer1": s}, {"layer1": t})["str"]
+    torch.testing.assert_close(d({"layer1": 10 * s}, {"layer1": 1e3 * t})["str"], one,
+                               rtol=1e-4, atol=0)
 
 
 def _features(b=2, cs=4, ct=6, size=16, seed=0):

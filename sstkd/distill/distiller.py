@@ -89,7 +89,7 @@ class Distiller(nn.Module):
                 s_ch, teacher_channels, tx.taps, structural="str" in self.enabled,
                 statistical="sta" in self.enabled, pfilt=tx.pfilt, dfilt=tx.dfilt,
                 nlevs=tx.nlevs, num_levels=tx.num_levels, iters=tx.iters, theta=tx.theta,
-                offsets=tx.offsets, beta=tx.beta)
+                offsets=tx.offsets, beta=tx.beta, backend=tx.backend, str_norm=tx.str_norm)
         if "ho" in self.enabled:
             self.adversary = HolisticAdversary(
                 student.num_classes, use_image=cfg.ho_use_image,

@@ -8,10 +8,24 @@ backward through the teacher.
 
 Losses (METHOD.md sections 3 and 4; the exact forms are ours where the paper is silent):
 
-* structural: ``L_str = sum_n mean_k MSE(B_nk(A(F_S)), B_nk(F_T)) + MSE(low(A(F_S)), low(F_T))``
-  over the pyramid levels ``n`` and directional subbands ``k`` of the contourlet transform;
+* structural: ``L_str = sum_n mean_k e(B_nk(A(F_S)), B_nk(F_T)) + e(low(A(F_S)), low(F_T))``
+  over the pyramid levels ``n`` and directional subbands ``k`` of the contourlet transform,
+  where the error ``e`` is, by ``norm`` (:data:`STRUCTURAL_NORMS`):
+
+  - ``'energy'`` (default) the MSE relative to the teacher subband's energy,
+    ``mean((s - t)^2) / (mean(t^2) + eps)`` with ``eps = 1e-6 x`` the mean energy of all the
+    teacher's subbands: a number in units of "fraction of the teacher's signal", the same for
+    features of any scale (a subband holding 1 % of the energy counts as much as one holding
+    50 %, so the fine directional structure is not drowned by the low-pass);
+  - ``'standardize'``: plain MSE after standardising every ``(b, c)`` plane of both feature
+    maps to zero mean and unit variance (as channel-wise / attention-transfer distillation
+    normalise their maps);
+  - ``'none'``: plain MSE of the raw coefficients (the form of earlier releases; its size
+    follows the square of the feature scale);
 * statistical: ``L_sta = MSE(Q(A(F_S)), Q(F_T)) + beta * mean_b sum_d ||M_S - M_T||_F^2`` with
-  ``Q`` the equalised texture-intensity map and ``M`` the co-occurrence matrices.
+  ``Q`` the equalised texture-intensity map and ``M`` the co-occurrence matrices. Both are
+  built on the cosine texture intensity, so this loss is already independent of the feature
+  scale (``L_sta(a F_S, b F_T) = L_sta(F_S, F_T)`` for ``a, b > 0``).
 """
 
 from __future__ import annotations
@@ -92,16 +106,45 @@ class TextureIntensityEqualization(nn.Module):
                 f"offsets={self.offsets}")
 
 
-def structural_loss(student, teacher) -> torch.Tensor:
-    """``L_str`` between two contourlet decompositions ``(lowpass, bands)`` of equal shapes."""
+STRUCTURAL_NORMS = ("energy", "standardize", "none")
+_ENERGY_EPS = 1e-6  # relative to the mean energy of all teacher subbands
+_STANDARDIZE_EPS = 1e-5  # variance floor of a (b, c) plane, as BatchNorm's
+
+
+def standardize_planes(x: torch.Tensor) -> torch.Tensor:
+    """Every ``(b, c)`` plane of ``x (B, C, H, W)`` to zero mean and unit variance."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    var = x.var(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (x - mean) * torch.rsqrt(var + _STANDARDIZE_EPS)
+
+
+def structural_loss(student, teacher, norm: str = "energy") -> torch.Tensor:
+    """``L_str`` between two contourlet decompositions ``(lowpass, bands)`` of equal shapes.
+
+    ``norm='energy'`` divides each subband's MSE by the teacher subband's mean energy (plus
+    ``1e-6`` x the mean energy of all teacher subbands); ``'standardize'`` and ``'none'`` use
+    the plain MSE (the standardisation happens before the transform, in
+    :class:`TextureDistiller`). See the module docstring.
+    """
+    if norm not in STRUCTURAL_NORMS:
+        raise ValueError(f"structural_loss: argument 'norm' expected one of {STRUCTURAL_NORMS}, "
+                         f"got {norm!r}")
     s_low, s_bands = student
     t_low, t_bands = teacher
     if len(s_bands) != len(t_bands):
         raise ValueError(f"structural_loss: student has {len(s_bands)} pyramid levels, teacher "
                          f"{len(t_bands)}")
-    loss = F.mse_loss(s_low, t_low)
-    for s_level, t_level in zip(s_bands, t_bands):
-        loss = loss + torch.stack([F.mse_loss(s, t) for s, t in zip(s_level, t_level)]).mean()
+    pairs = [(s_low, t_low)] + [(s, t) for sl, tl in zip(s_bands, t_bands)
+                                for s, t in zip(sl, tl)]
+    errors = [F.mse_loss(s, t) for s, t in pairs]
+    if norm == "energy":
+        energy = [t.detach().pow(2).mean() for _, t in pairs]
+        eps = _ENERGY_EPS * torch.stack(energy).mean()
+        errors = [e / (en + eps) for e, en in zip(errors, energy)]
+    loss, i = errors[0], 1
+    for level in s_bands:
+        loss = loss + torch.stack(errors[i:i + len(level)]).mean()
+        i += len(level)
     return loss
 
 
@@ -135,6 +178,8 @@ class TextureDistiller(nn.Module):
         pfilt, dfilt, nlevs: contourlet settings; num_levels, iters, theta, offsets, beta:
             DTIEM settings (see :class:`TextureIntensityEqualization`, :func:`statistical_loss`).
         backend: ``sstkd_ops`` backend for both ops (``None``: ``$SSTKD_BACKEND`` / auto).
+        str_norm: how the structural loss is made independent of the feature scale, one of
+            :data:`STRUCTURAL_NORMS` (see the module docstring).
 
     Forward:
         ``(student_features, teacher_features)`` dicts -> ``{'str': loss, 'sta': loss}``
@@ -146,8 +191,12 @@ class TextureDistiller(nn.Module):
                  statistical: bool = True, pfilt: str = "9-7", dfilt: str = "pkva",
                  nlevs: Sequence[int] = (3, 3), num_levels: int = 32, iters: int = 3,
                  theta: float = 0.5, offsets: Sequence[Sequence[int]] = ((1, 1),),
-                 beta: float = 1.0, backend: str | None = None):
+                 beta: float = 1.0, backend: str | None = None, str_norm: str = "energy"):
         super().__init__()
+        if str_norm not in STRUCTURAL_NORMS:
+            raise ValueError(f"TextureDistiller: argument 'str_norm' expected one of "
+                             f"{STRUCTURAL_NORMS}, got {str_norm!r}")
+        self.str_norm = str_norm
         self.taps = tuple(taps)
         if not self.taps:
             raise ValueError("TextureDistiller: argument 'taps' expected at least one tap, "
@@ -176,9 +225,11 @@ class TextureDistiller(nn.Module):
             t = teacher_features[tap].detach()
             s = _align("TextureDistiller", tap, self.adapters[tap](student_features[tap]), t)
             if self.cdm is not None:
+                s_in, t_in = ((standardize_planes(_as_float(s)), standardize_planes(_as_float(t)))
+                              if self.str_norm == "standardize" else (s, t))
                 with torch.no_grad():
-                    t_dec = self.cdm(t)
-                losses["str"].append(structural_loss(self.cdm(s), t_dec))
+                    t_dec = self.cdm(t_in)
+                losses["str"].append(structural_loss(self.cdm(s_in), t_dec, self.str_norm))
             if self.dtiem is not None:
                 with torch.no_grad():
                     t_stats = self.dtiem(t)

@@ -16,6 +16,8 @@ from .registry import (
     complexity_table,
     list_models,
     model_complexity,
+    model_name,
+    parse_model_name,
 )
 from .resnet import ResNet
 from .segmentor import SegmentationModel, SegmentationOutput
@@ -24,5 +26,6 @@ __all__ = [
     "ASPPHead", "CheckpointMismatchError", "FCNHead", "MODEL_NAMES", "MobileNetV2", "PSPHead",
     "ResNet", "SegmentationModel", "SegmentationOutput", "build_backbone", "build_model",
     "complexity_table", "count_macs", "count_parameters", "list_models", "load_checkpoint",
-    "load_pretrained_backbone", "model_complexity", "save_checkpoint",
+    "load_pretrained_backbone", "model_complexity", "model_name", "parse_model_name",
+    "save_checkpoint",
 ]

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .resnet import scale_channels
+
 NormLayer = Callable[[int], nn.Module]
 
 # t (expansion), c (channels), n (repeats), s (stride): torchvision's inverted_residual_setting.
@@ -56,11 +58,13 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """Dilated MobileNetV2 (width 1.0) returning ``{'layer1': ..., 'layer4': ...}``.
+    """Dilated MobileNetV2 returning ``{'layer1': ..., 'layer4': ...}``.
 
     Args:
         output_stride: 8 (default), 16 or 32.
         norm_layer: normalisation constructor ``norm_layer(channels)``.
+        width: channel multiplier (1.0: the standard network; channels rounded to multiples
+            of 8 by :func:`~sstkd.models.resnet.scale_channels`).
 
     Shapes:
         input ``(B, 3, H, W)``; ``layer1`` ``(B, 24, H/4, W/4)``, ``layer2`` ``(B, 32, H/8, W/8)``,
@@ -75,15 +79,21 @@ class MobileNetV2(nn.Module):
     stage_names = ("layer1", "layer2", "layer3", "layer4")
     ignored_pretrained_prefixes = ("classifier.", "features.18.")
 
-    def __init__(self, output_stride: int = 8, norm_layer: NormLayer = nn.BatchNorm2d):
+    def __init__(self, output_stride: int = 8, norm_layer: NormLayer = nn.BatchNorm2d,
+                 width: float = 1.0):
         super().__init__()
+        if not (isinstance(width, (int, float)) and 0 < width <= 4):
+            raise ValueError(f"MobileNetV2: width must be a number in (0, 4], got {width!r}")
+        self.width = float(width)
         if output_stride not in (8, 16, 32):
             raise ValueError("MobileNetV2: output_stride must be 8, 16 or 32, "
                              f"got {output_stride!r}")
         self.output_stride = output_stride
-        feats: list[nn.Module] = [ConvBNReLU(3, 32, 3, 2, norm_layer=norm_layer)]
-        cin, stride_now, dilation = 32, 2, 1
+        cin = scale_channels(32, width)
+        feats: list[nn.Module] = [ConvBNReLU(3, cin, 3, 2, norm_layer=norm_layer)]
+        stride_now, dilation = 2, 1
         for t, c, n, s in _SETTING:
+            c = scale_channels(c, width)
             for i in range(n):
                 stride = s if i == 0 else 1
                 if stride == 2 and stride_now >= output_stride:
@@ -95,7 +105,8 @@ class MobileNetV2(nn.Module):
                 feats.append(InvertedResidual(cin, c, stride, t, first_dilation, norm_layer))
                 cin = c
         self.features = nn.Sequential(*feats)
-        self.channels = {"layer1": 24, "layer2": 32, "layer3": 96, "layer4": 320}
+        self.channels = {name: scale_channels(c, width) for name, c in
+                         (("layer1", 24), ("layer2", 32), ("layer3", 96), ("layer4", 320))}
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")

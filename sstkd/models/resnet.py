@@ -19,6 +19,16 @@ from torch import nn
 
 NormLayer = Callable[[int], nn.Module]
 
+
+def scale_channels(channels: int, width: float) -> int:
+    """``channels * width`` rounded to a multiple of 8 (at least 8); ``width == 1`` is exact.
+
+    The MobileNet rounding: a width-reduced network keeps channel counts that vectorise well.
+    """
+    if width == 1.0:
+        return channels
+    return max(8, int(channels * width + 4) // 8 * 8)
+
 # (block type, blocks per stage)
 RESNET_SPECS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),
@@ -101,10 +111,12 @@ class ResNet(nn.Module):
             checkpoints).
         multi_grid: optional per-block dilation multipliers for ``layer4`` (e.g. ``(1, 2, 4)``).
         norm_layer: normalisation constructor ``norm_layer(channels)``; swap for SyncBatchNorm.
+        width: channel multiplier (1.0: the standard network; 0.5 halves every stage's width,
+            rounded by :func:`scale_channels`); only width 1 loads torchvision checkpoints.
 
     Shapes:
         input ``(B, 3, H, W)``; ``layer1`` ``(B, C1, ceil(H/4), ceil(W/4))`` with ``C1`` = 64
-        (18/34) or 256 (50/101); ``layer2`` stride 8; ``layer3``/``layer4`` stride
+        (18/34) or 256 (50/101), times ``width``; ``layer2`` stride 8; ``layer3``/``layer4`` stride
         ``min(16, output_stride)`` / ``output_stride``; channels ``C1 * (1, 2, 4, 8)``.
 
     Example:
@@ -118,8 +130,11 @@ class ResNet(nn.Module):
     ignored_pretrained_prefixes = ("fc.",)
 
     def __init__(self, depth: int = 50, output_stride: int = 8, deep_stem: bool = False,
-                 multi_grid: Sequence[int] | None = None, norm_layer: NormLayer = nn.BatchNorm2d):
+                 multi_grid: Sequence[int] | None = None, norm_layer: NormLayer = nn.BatchNorm2d,
+                 width: float = 1.0):
         super().__init__()
+        if not (isinstance(width, (int, float)) and 0 < width <= 4):
+            raise ValueError(f"ResNet: width must be a number in (0, 4], got {width!r}")
         if depth not in RESNET_SPECS:
             raise ValueError(f"ResNet: depth must be one of {sorted(RESNET_SPECS)}, got {depth!r}")
         kind, layers = RESNET_SPECS[depth]
@@ -129,27 +144,29 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet: multi_grid needs {layers[3]} entries for layer4 of "
                              f"ResNet-{depth}, got {tuple(multi_grid)!r}")
         self.depth, self.output_stride, self.deep_stem = depth, output_stride, deep_stem
+        self.width = float(width)
         self._norm = norm_layer
+        c64, c128 = scale_channels(64, width), scale_channels(128, width)
         if deep_stem:
-            self.conv1 = _conv3x3(3, 64, stride=2)
-            self.bn1 = norm_layer(64)
-            self.conv2 = _conv3x3(64, 64)
-            self.bn2 = norm_layer(64)
-            self.conv3 = _conv3x3(64, 128)
-            self.bn3 = norm_layer(128)
-            self.inplanes = 128
+            self.conv1 = _conv3x3(3, c64, stride=2)
+            self.bn1 = norm_layer(c64)
+            self.conv2 = _conv3x3(c64, c64)
+            self.bn2 = norm_layer(c64)
+            self.conv3 = _conv3x3(c64, c128)
+            self.bn3 = norm_layer(c128)
+            self.inplanes = c128
         else:
-            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-            self.bn1 = norm_layer(64)
-            self.inplanes = 64
+            self.conv1 = nn.Conv2d(3, c64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = norm_layer(c64)
+            self.inplanes = c64
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0], 1, 1)
-        self.layer2 = self._make_layer(block, 128, layers[1], 2, 1)
-        self.layer3 = self._make_layer(block, 256, layers[2], s3, d3)
-        self.layer4 = self._make_layer(block, 512, layers[3], s4, d4, multi_grid)
-        self.channels = {n: c * block.expansion
-                         for n, c in zip(self.stage_names, (64, 128, 256, 512))}
+        planes = [scale_channels(c, width) for c in (64, 128, 256, 512)]
+        self.layer1 = self._make_layer(block, planes[0], layers[0], 1, 1)
+        self.layer2 = self._make_layer(block, planes[1], layers[1], 2, 1)
+        self.layer3 = self._make_layer(block, planes[2], layers[2], s3, d3)
+        self.layer4 = self._make_layer(block, planes[3], layers[3], s4, d4, multi_grid)
+        self.channels = {n: c * block.expansion for n, c in zip(self.stage_names, planes)}
         self._init_weights()
 
     def _make_layer(self, block: type, planes: int, blocks: int, stride: int, dilation: int,
