@@ -19,7 +19,7 @@ import statistics
 import torch
 
 from sstkd.config import load_config
-from sstkd.distill import Distiller
+from sstkd.distill import build_distiller
 from sstkd.engine.trainer import build_datasets, load_teacher
 from sstkd.models import build_model, load_checkpoint
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                               cfg.model.aux)
     else:  # final_model.pth: the adapters start untrained
         student, _ = load_checkpoint(args.student)
-    d = Distiller(student, teacher.feature_channels, cfg.distill, cfg.data.ignore_index,
-                  cfg.model.aux_weight, teacher.num_classes, teacher.output_stride).train()
+    d = build_distiller(cfg, student, teacher).train()
     if "distiller" in state:
         d.load_state_dict(state["distiller"])
         d.load_extra_state(state.get("extra", {}))  # the trained holistic critic

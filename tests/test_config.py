@@ -105,11 +105,25 @@ def test_base_include(tmp_path):
     ("distill.preset=foo", "key 'distill.preset' expected one of"),
     ("optim.lr=-1", "key 'optim.lr' expected > 0"),
     ("model.student=pspnet_resnet7", "key 'model.student' expected one of"),
+    ("model.teacher=pspnet_resnet34@x", "key 'model.teacher' expected a width suffix"),
+    ("model.student=pspnet_resnet18@0", "key 'model.student' expected a width suffix"),
+    ("distill.texture.str_norm=l1", "key 'distill.texture.str_norm' expected 'energy'"),
+    ("distill.texture.backend=gpu", "key 'distill.texture.backend' expected null, 'auto'"),
     ("data.scale_range=[2.0,1.0]", "key 'data.scale_range' expected 0 < low <= high"),
 ])
 def test_bad_overrides(override, msg):
     with pytest.raises(ValueError, match=msg):
         load_config(None, [override])
+
+
+def test_width_suffix_and_texture_keys_accepted():
+    cfg = load_config(None, ["model.student=pspnet_resnet18@0.25",
+                             "model.teacher=pspnet_resnet34@0.5",
+                             "distill.texture.str_norm=standardize",
+                             "distill.texture.backend=reference"])
+    assert (cfg.model.student, cfg.model.teacher) == ("pspnet_resnet18@0.25", "pspnet_resnet34@0.5")
+    assert cfg.distill.texture.str_norm == "standardize"
+    assert cfg.distill.texture.backend == "reference"
 
 
 def test_bad_yaml_values(tmp_path):

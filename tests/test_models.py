@@ -297,3 +297,55 @@ def test_load_torchvision_layout_errors(tmp_path) -> None:
         load_pretrained_backbone(ResNet(50), tmp_path / "r18.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_pretrained_backbone(ResNet(18), tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("name, layer1, head", [
+    ("pspnet_resnet18@0.25", 16, 128),      # 64 x 0.25, head 512 x 0.25
+    ("pspnet_resnet34@0.5", 32, 256),
+    ("deeplabv3_resnet50@0.5", 128, 128),   # bottleneck: 32 planes x 4; ASPP 256 x 0.5
+    ("pspnet_mobilenetv2@0.5", 16, 256),    # 24 x 0.5 = 12 -> rounded to 16
+    ("pspnet_resnet18@1.5", 96, 768),
+])
+def test_width_multiplier(name: str, layer1: int, head: int) -> None:
+    model = build_model(name, num_classes=5)
+    assert model.name == name
+    assert model.feature_channels["layer1"] == layer1
+    assert model.feature_channels["head"] == head
+    base = build_model(name.split("@")[0], num_classes=5)
+    width = float(name.split("@")[1])
+    ratio = count_parameters(model) / count_parameters(base)
+    assert 0.5 * width ** 2 < ratio < 2.0 * width ** 2  # parameters scale with width^2
+    model.train()
+    out = model(torch.randn(2, 3, 32, 32), return_features=True)
+    assert out.out.shape == (2, 5, 32, 32)
+    assert {k: v.shape[1] for k, v in out.features.items() if k in model.feature_channels} == \
+        {k: c for k, c in model.feature_channels.items() if k in out.features}
+
+
+def test_width_one_is_the_plain_model_and_round_trips(tmp_path) -> None:
+    assert build_model("pspnet_resnet18@1", 3).name == "pspnet_resnet18"
+    torch.manual_seed(0)
+    model = build_model("pspnet_resnet18@0.25", num_classes=3).eval()
+    path = tmp_path / "narrow.pth"
+    save_checkpoint(path, model, iteration=1, miou=0.1)
+    loaded, info = load_checkpoint(path)
+    assert info["arch"] == "pspnet_resnet18@0.25" and loaded.name == "pspnet_resnet18@0.25"
+    x = torch.randn(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model(x))
+
+
+@pytest.mark.parametrize("name, match", [
+    ("pspnet_resnet18@0", "width suffix of 'pspnet_resnet18@0' must be a number in"),
+    ("pspnet_resnet18@abc", "width suffix of 'pspnet_resnet18@abc' must be a number in"),
+    ("pspnet_resnet18@5", "must be a number in \\(0, 4\\]"),
+    ("pspnet_resnet19@0.5", "unknown model 'pspnet_resnet19@0.5'"),
+])
+def test_width_suffix_errors(name: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_model(name, 3)
+
+
+def test_width_reduced_model_refuses_imagenet_weights(tmp_path) -> None:
+    with pytest.raises(ValueError, match="pretrained_backbone needs a width-1 model"):
+        build_model("pspnet_resnet18@0.5", 3, pretrained_backbone=tmp_path / "r18.pth")

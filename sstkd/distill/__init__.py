@@ -7,7 +7,7 @@
   loop (any teacher / student, features taken by forward hooks).
 """
 
-from .distiller import LOSS_TERMS, Distiller
+from .distiller import LOSS_TERMS, Distiller, build_distiller
 from .hooks import SSTKDLoss
 from .texture import (
     ContourletDecomposition,
@@ -26,6 +26,7 @@ __all__ = [
     "StudentAdapter",
     "TextureDistiller",
     "TextureIntensityEqualization",
+    "build_distiller",
     "statistical_loss",
     "structural_loss",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import DEFAULT_WEIGHTS, DistillConfig
+from ..config import DEFAULT_WEIGHTS, Config, DistillConfig
 from ..losses import (
     HolisticAdversary,
     channelwise_kd_loss,
@@ -171,3 +171,19 @@ class Distiller(nn.Module):
         if self.adversary is not None:
             self.adversary.train(mode)
         return self
+
+
+def build_distiller(cfg: Config, student: nn.Module, teacher: nn.Module | None = None
+                    ) -> Distiller:
+    """The :class:`Distiller` of a whole training config: the one way to build it.
+
+    Args:
+        cfg: a resolved :class:`~sstkd.config.Config` (``distill`` weights set).
+        student: the model being trained.
+        teacher: the frozen teacher (``None`` when every distillation weight is 0); only its
+            feature channels, class count and output stride are read here.
+    """
+    return Distiller(student, teacher.feature_channels if teacher is not None else None,
+                     cfg.distill, cfg.data.ignore_index, cfg.model.aux_weight,
+                     teacher.num_classes if teacher is not None else None,
+                     teacher.output_stride if teacher is not None else None)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..config import Config, DistillConfig
 from ..data import Compose, build_dataset, build_eval_transform, build_train_transform
 from ..data.transforms import FixedResize
-from ..distill import LOSS_TERMS, Distiller
+from ..distill import LOSS_TERMS, build_distiller
 from ..evaluate import evaluate
 from ..models import build_model, load_checkpoint, save_checkpoint
 from .checkpoint_io import CheckpointManager, capture_rng_state, restore_rng_state
@@ -271,10 +271,7 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, progres
     student = build_model(cfg.model.student, cfg.data.num_classes, cfg.model.output_stride,
                           cfg.model.aux, pretrained_backbone=cfg.model.pretrained).to(device)
     teacher = load_teacher(cfg, device) if needs_teacher(cfg.distill) else None
-    distiller = Distiller(student, teacher.feature_channels if teacher else None, cfg.distill,
-                          cfg.data.ignore_index, cfg.model.aux_weight,
-                          teacher.num_classes if teacher else None,
-                          teacher.output_stride if teacher else None).to(device)
+    distiller = build_distiller(cfg, student, teacher).to(device)
     if cfg.model.sync_bn and device.type == "cuda":
         distiller = convert_sync_bn(distiller)
     elif cfg.model.sync_bn and is_distributed() and is_main():

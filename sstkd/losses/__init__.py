@@ -5,6 +5,8 @@
 - :func:`pairwise_affinity_loss` -- SKD pair-wise patch-affinity loss.
 - :class:`HolisticAdversary` -- SKD / IFVD holistic loss: WGAN-GP critic + its optimizer.
 - :func:`channelwise_kd_loss` -- channel-wise distillation (CWD), a peer baseline.
+- :func:`structural_loss` / :func:`statistical_loss` -- SSTKD's texture losses on the outputs
+  of the CDM / DTIEM modules (:mod:`sstkd.distill.texture`).
 
 Each function has a module form (``PixelwiseKDLoss`` ...). Student tensors whose spatial size
 differs from the teacher's are resized bilinearly to the teacher's size.
@@ -15,8 +17,10 @@ from .affinity import PairwiseAffinityLoss, cosine_affinity, pairwise_affinity_l
 from .channelwise import ChannelwiseKDLoss, channelwise_kd_loss
 from .pixelwise import PixelwiseKDLoss, pixelwise_kd_loss
 from .segmentation import SegmentationLoss, ohem_cross_entropy, segmentation_loss
+from .texture import STRUCTURAL_NORMS, standardize_planes, statistical_loss, structural_loss
 
 __all__ = [
+    "STRUCTURAL_NORMS",
     "ChannelwiseKDLoss",
     "Discriminator",
     "HolisticAdversary",
@@ -31,4 +35,7 @@ __all__ = [
     "pixelwise_kd_loss",
     "pooled_patches",
     "segmentation_loss",
+    "standardize_planes",
+    "statistical_loss",
+    "structural_loss",
 ]
