@@ -90,6 +90,8 @@ class TrainConfig:
 
     iters: int = 40_000
     teacher_iters: int = 0  # teacher training in `sstkd.train --pipeline` (0: same as iters)
+    # `--pipeline`: students trained after distill.preset's, from the same teacher
+    compare_presets: list[str] = field(default_factory=lambda: ["baseline"])
     eval_every: int = 4_000  # 0 disables periodic evaluation
     ckpt_every: int = 2_000
     log_every: int = 50
@@ -537,6 +539,8 @@ def validate(cfg: Config) -> None:
     need(o.grad_clip >= 0, "optim.grad_clip", ">= 0 (0 disables)", o.grad_clip)
     t = cfg.train
     need(t.teacher_iters >= 0, "train.teacher_iters", ">= 0", t.teacher_iters)
+    need(all(p in PRESETS for p in t.compare_presets), "train.compare_presets",
+         f"a list of presets from {tuple(PRESETS)}", t.compare_presets)
     for key in ("eval_every", "ckpt_every", "log_every"):
         need(getattr(t, key) >= 0, f"train.{key}", ">= 0", getattr(t, key))
     need(cfg.eval.mode in EVAL_MODES, "eval.mode", f"one of {EVAL_MODES}", cfg.eval.mode)

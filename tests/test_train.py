@@ -175,3 +175,35 @@ def test_pipeline_with_a_given_teacher(tiny_config, teacher_ckpt, tmp_path):
               "--teacher-checkpoint", str(teacher_ckpt))
     assert [r["name"] for r in res["runs"]] == ["teacher", "student_kd", "student_baseline"]
     assert res["runs"][0]["preset"] == "given" and 0 <= res["runs"][0]["miou"] <= 1
+
+
+def test_pipeline_compares_presets_from_one_teacher(tiny_config, tmp_path, capsys):
+    args = ("--pipeline", "--preset", "sstkd", "--cache-dir", str(tmp_path / "cache"))
+    res = run(tiny_config, tmp_path / "a", *args, "--set", "train.compare_presets=[kd,baseline]")
+    names = [r["name"] for r in res["runs"]]
+    assert names == ["teacher", "student_sstkd", "student_kd", "student_baseline"]
+    table = capsys.readouterr().out
+    m = {r["name"]: 100 * r["miou"] for r in res["runs"]}
+    for name in ("student_sstkd", "student_kd"):  # the delta column, against the student alone
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} "))
+        assert f"| {m[name] - m['student_baseline']:+.2f} |" in row
+    assert res["finding"].startswith(f"The sstkd student reaches {m['student_sstkd']:.2f} mIoU")
+    assert f"against kd ({m['student_kd']:.2f})" in res["finding"]
+    # the comparison list is not part of the teacher's cache key
+    again = run(tiny_config, tmp_path / "b", *args)
+    assert again["runs"][0].get("reused")
+    assert [r["name"] for r in again["runs"]] == ["teacher", "student_sstkd", "student_baseline"]
+
+
+def test_describe_runs_by_hand():
+    from sstkd.engine.pipeline import describe_runs
+
+    runs = [{"name": "teacher", "miou": 0.6}, {"name": "student_sstkd", "miou": 0.45},
+            {"name": "student_kd", "miou": 0.44}, {"name": "student_baseline", "miou": 0.40}]
+    text = describe_runs(runs, "sstkd")
+    assert text.startswith("The sstkd student reaches 45.00 mIoU, +5.00 against the same "
+                           "student trained alone (40.00: better than it), +1.00 against kd "
+                           "(44.00); the teacher it learns from is at 60.00 (+20.00 over the "
+                           "student alone).")
+    runs[1]["miou"] = 0.39
+    assert "(40.00: not better than it)" in describe_runs(runs, "sstkd")
