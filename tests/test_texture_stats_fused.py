@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import assert_close, noncontig, requires, requires_cuda, weighted_loss
 
-from benchmarks.harness import peak_memory
 from sstkd_ops import _backend
 from sstkd_ops import texture_stats_ops as tso
 from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
@@ -215,6 +214,22 @@ def test_cuda_forward_captures_in_a_cuda_graph():
     torch.cuda.synchronize()
     for a, b in zip(got, want):
         assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+
+
+def peak_memory(fn) -> int:
+    """Peak bytes torch allocates on the CPU during ``fn()``: the profiler's memory events (each
+    event's self memory, running maximum)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if getattr(e, "self_cpu_memory_usage", 0)),
+                    key=lambda e: e.time_range.start)
+    live = peak = 0
+    for e in events:
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def test_fused_never_allocates_n_times_pixels():
