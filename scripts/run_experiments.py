@@ -1,9 +1,10 @@
 """Run and summarise the distillation comparisons of docs/EXPERIMENTS.md, one run at a time.
 
 Every run is a plain ``python -m sstkd.train`` subprocess (the exact command is printed and
-stored in ``<out>/commands.txt``); a run whose ``results.json`` exists is skipped, so the script
-can be restarted. Per seed, the teacher is trained once (``<out>/seed<S>/teacher``) and every
-variant distils from it.
+stored in ``<out>/commands.txt``); a run whose ``results.json`` exists is skipped (an
+unfinished one is replaced), so the script can be restarted. Per seed, the teacher is trained
+once (``<out>/seed<S>/teacher``) and every variant distils from it; with ``--teacher-seed S``
+one teacher (``<out>/teacher``) serves every seed. ``--jobs 2`` runs two students side by side.
 
     python scripts/run_experiments.py run --config synthetic_default \\
         --seeds 1 2 3 --variants baseline kd cwd sstkd sstkd_str sstkd_sta \\
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sstkd.config import load_config
@@ -52,22 +54,33 @@ def _run(cmd: list[str], log: Path, out: Path) -> None:
     print(f"  -> exit {proc.returncode} in {time.time() - t0:.0f} s (log {log})", flush=True)
 
 
+def _teacher(args: argparse.Namespace, base: list[str], cfg, tdir: Path, seed: int,
+             out: Path) -> None:
+    if (tdir / "results.json").is_file():
+        return
+    tdir.mkdir(parents=True, exist_ok=True)
+    teacher_iters = cfg.train.teacher_iters or cfg.train.iters
+    _run(base + ["--preset", "baseline", "--set", f"model.student={cfg.model.teacher}",
+                 "--set", f"train.iters={teacher_iters}", "--set", f"train.seed={seed}",
+                 *(["--set", "model.pretrained=null"] if cfg.model.pretrained else []),
+                 "--output-dir", str(tdir)], tdir / "log.txt", out)
+
+
 def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config, args.set)
     base = [sys.executable, "-m", "sstkd.train", "--config", args.config, "--threads",
             str(args.threads), "--no-progress"] + [a for s in args.set for a in ("--set", s)]
+    shared = out / "teacher" if args.teacher_seed is not None else None
+    if shared is not None:  # one teacher for every seed
+        _teacher(args, base, cfg, shared, args.teacher_seed, out)
+    jobs = []
     for seed in args.seeds:
         sdir = out / f"seed{seed}"
-        tdir = sdir / "teacher"
-        teacher_iters = cfg.train.teacher_iters or cfg.train.iters
-        if not (tdir / "results.json").is_file():
-            tdir.mkdir(parents=True, exist_ok=True)
-            _run(base + ["--preset", "baseline", "--set", f"model.student={cfg.model.teacher}",
-                         "--set", f"train.iters={teacher_iters}", "--set", f"train.seed={seed}",
-                         *(["--set", "model.pretrained=null"] if cfg.model.pretrained else []),
-                         "--output-dir", str(tdir)], tdir / "log.txt", out)
+        tdir = shared or sdir / "teacher"
+        if shared is None:
+            _teacher(args, base, cfg, tdir, seed, out)
         for spec in args.variants:
             name, preset, sets = parse_variant(spec)
             vdir = sdir / name
@@ -75,10 +88,14 @@ def run(args: argparse.Namespace) -> None:
                 continue
             vdir.mkdir(parents=True, exist_ok=True)
             cmd = base + ["--preset", preset, "--set", f"train.seed={seed}", "--output-dir",
-                          str(vdir)]
+                          str(vdir), "--overwrite"]
             if preset != "baseline":
                 cmd += ["--teacher-checkpoint", str(tdir / "final_model.pth")]
-            _run(cmd + [a for s in sets for a in ("--set", s)], vdir / "log.txt", out)
+            jobs.append((cmd + [a for s in sets for a in ("--set", s)], vdir / "log.txt"))
+    # students side by side (--jobs processes of --threads threads each)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in [pool.submit(_run, cmd, log, out) for cmd, log in jobs]:
+            future.result()
     summarize(out)
 
 
@@ -94,29 +111,48 @@ def _term_means(csv_path: Path) -> dict[str, float]:
     return out
 
 
+def _deltas(e: dict, ref: dict | None, ref_name: str) -> str:
+    """Paired per-seed differences ``e - ref`` in mIoU points, and their mean."""
+    if ref is None or ref is e or e["preset"] == ref_name:
+        return ""
+    common = [k for k in e["miou"] if k in ref["miou"]]
+    if not common:
+        return ""
+    d = [100 * (e["miou"][k] - ref["miou"][k]) for k in common]
+    return " ".join(f"{x:+.2f}" for x in d) + f" ({statistics.fmean(d):+.2f})"
+
+
 def summarize(out: Path) -> dict:
     out = Path(out)
     table: dict[str, dict] = {}
-    for res in sorted(out.glob("seed*/*/results.json")):
+    found = sorted(out.glob("seed*/*/results.json"))
+    if (out / "teacher" / "results.json").is_file():  # the teacher shared by every seed
+        found.insert(0, out / "teacher" / "results.json")
+    for res in found:
         name = res.parent.name
         r = json.loads(res.read_text())["runs"][0]
         e = table.setdefault(name, {"miou": {}, "terms": [], "weights": r.get("weights"),
                                     "preset": r["preset"], "wall": []})
-        e["miou"][res.parent.parent.name] = r["miou"]
+        seed = res.parent.parent.name if res.parent.parent != out else "shared"
+        e["miou"][seed] = r["miou"]
         e["wall"].append(r.get("wall_time_s") or 0)
         if (res.parent / "metrics.csv").is_file():
             e["terms"].append(_term_means(res.parent / "metrics.csv"))
-    lines = ["| run | preset | n | mIoU % (mean ± std) | per seed | wall s/run |",
-             "| --- | --- | ---: | --- | --- | ---: |"]
+    lines = ["| run | preset | n | mIoU % (mean ± std) | per seed | vs baseline, per seed "
+             "(mean) | vs kd, per seed (mean) | wall s/run |",
+             "| --- | --- | ---: | --- | --- | --- | --- | ---: |"]
     mag = ["| run | " + " | ".join(f"{t} raw (x w)" for t in TERMS) + " |",
            "| --- |" + " ---: |" * len(TERMS)]
     for name, e in table.items():
         v = [100 * x for x in e["miou"].values()]
         sd = statistics.stdev(v) if len(v) > 1 else float("nan")
         e["mean"], e["std"] = statistics.fmean(v), sd
-        seeds = ", ".join(f"{k[4:]}: {100 * x:.1f}" for k, x in e["miou"].items())
+        seeds = ", ".join(f"{k.removeprefix('seed')}: {100 * x:.2f}"
+                          for k, x in e["miou"].items())
+        deltas = [_deltas(e, table.get(ref), ref) for ref in ("baseline", "kd")]
         lines.append(f"| {name} | {e['preset']} | {len(v)} | {e['mean']:.2f} ± {sd:.2f} | "
-                     f"{seeds} | {statistics.fmean(e['wall']):.0f} |")
+                     f"{seeds} | {deltas[0]} | {deltas[1]} | "
+                     f"{statistics.fmean(e['wall']):.0f} |")
         if e["terms"]:
             w = dict(e["weights"] or {}, seg=1.0)
             cells = []
@@ -145,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--variants", nargs="+", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--jobs", type=int, default=1,
+                   help="student runs side by side (e.g. 2 on 2 cores with --threads 1)")
+    r.add_argument("--teacher-seed", type=int, default=None,
+                   help="train one teacher (this seed) in <out>/teacher for every seed, "
+                        "instead of one teacher per seed")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s = sub.add_parser("summarize")
     s.add_argument("out")
