@@ -14,10 +14,13 @@ initialised (timing does not depend on the weights). Rows go to
 ``benchmarks/results/train_step.csv``, a bar plot (the latest row of each variant for this
 setting) to ``train_step_<device>_<config>_<crop>_b<batch>_<threads>threads.png``.
 
+Times are medians of ``--reps`` steps after two warm-up steps (``benchmarks.harness.time_ms``:
+CUDA events on a GPU).
+
 Usage (from the repository root, extension built in place):
-    python benchmarks/bench_train_step.py                       # synthetic default, 64x64, batch 8
-    python benchmarks/bench_train_step.py --config camvid_cpu --set data.root=PATH
-    python benchmarks/bench_train_step.py --device cuda \
+    python -m benchmarks.bench_train_step                      # synthetic default, 64x64, batch 8
+    python -m benchmarks.bench_train_step --config camvid_cpu --set data.root=PATH
+    python -m benchmarks.bench_train_step --device cuda \
         --config cityscapes_pspnet_r101_r18 --set data.root=PATH
 """
 
@@ -26,19 +29,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import RESULTS, append_csv, env_info, plot_bars, time_fn  # noqa: E402
-
-from sstkd.config import load_config  # noqa: E402
-from sstkd.distill import Distiller  # noqa: E402
-from sstkd.models import build_model  # noqa: E402
+from benchmarks.harness import RESULTS, append_csv, env_info, time_ms
+from benchmarks.report import plot_bars
+from sstkd.config import load_config
+from sstkd.distill import Distiller
+from sstkd.models import build_model
 
 TEXTURE_PRESETS = ("sstkd", "sstkd_str", "sstkd_sta")
 
@@ -129,7 +128,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         try:
-            t = time_fn(step, warmup=2, reps=reps, device=device)
+            t = time_ms(step, device, warmup=2, reps=reps)
         except Exception as exc:  # record and go on (e.g. a backend that fails here)
             print(f"[skip] {preset} {label}: {type(exc).__name__}: {exc}", flush=True)
             continue

@@ -22,6 +22,7 @@ MARKS = {
     "sweep": "the size sweep beside the SSTKD sizes",
     "compile": "the reference under torch.compile (slow to compile)",
     "image_scale": "few large planes, threads 1 and 2 (run only when -m names it)",
+    "tiny": "tiny CPU cases: the machinery (tests/test_benchmarks.py, the GPU dry run)",
 }
 
 
@@ -35,6 +36,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     parser.addoption("--bench-rounds", type=int, default=None, metavar="N",
                      help="timed rounds per benchmark (default: 5 on CPU, 20 on CUDA, 3 at "
                           "image scale)")
+    parser.addoption("--bench-providers", default=None, metavar="P1,P2",
+                     help="run only these providers (reference, reference+compile, cpu, "
+                          "triton, cuda)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,10 +54,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the image-scale sweep unless ``-m`` names it."""
-    if "image_scale" in (config.option.markexpr or ""):
-        return
-    keep = [i for i in items if i.get_closest_marker("image_scale") is None]
+    """Leave out the image-scale sweep unless ``-m`` names it, and the providers
+    ``--bench-providers`` does not name."""
+    image_scale = "image_scale" in (config.option.markexpr or "")
+    wanted = config.getoption("bench_providers")
+    wanted = set(wanted.split(",")) if wanted else None
+
+    def keeps(item: pytest.Item) -> bool:
+        if not image_scale and item.get_closest_marker("image_scale") is not None:
+            return False
+        params = getattr(item, "callspec", None) and item.callspec.params
+        return not (wanted and params and params.get("provider") not in wanted)
+
+    keep = [i for i in items if keeps(i)]
     if len(keep) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep

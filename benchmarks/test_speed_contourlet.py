@@ -2,8 +2,9 @@
 ``pdfb_rec`` (forward, forward+backward), every provider checked against the reference first.
 
 CPU: the target size (2, 64, 128, 128) and a sweep of (2, 64, s, s); CUDA: the SSTKD sizes
-(8, 256, 128, 128) and (8, 64, 128, 128) and a sweep of (8, 64, s, s). 9-7/pkva, nlevs (3, 3),
-float32. The image-scale sweep (few large planes, ``-m image_scale``): test_speed_image_scale.py.
+(8, 256, 128, 128) and (8, 64, 128, 128) and a sweep of (8, 64, s, s); ``tiny``: (1, 2, 32, 32).
+9-7/pkva, nlevs (3, 3), float32. The image-scale sweep (few large planes, ``-m image_scale``):
+test_speed_image_scale.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def _cases(op: str) -> list[Case]:
            for s in (128, 32, 64, 256)]
     cuda = [Case(op, "cuda", shape, nl) for shape in ((8, 256, 128, 128), (8, 64, 128, 128))]
     cuda += [Case(op, "cuda", (8, 64, s, s), nl, (sweep,)) for s in (32, 64, 256)]
-    return cpu + cuda
+    tiny = [Case(op, "cpu", (1, 2, 32, 32), nl, (pytest.mark.tiny,),
+                 providers=("reference", "cpu"))]
+    return cpu + cuda + tiny
 
 
 def _flat(low: torch.Tensor, bands) -> list[torch.Tensor]:

@@ -4,7 +4,8 @@ on the whole map), forward and forward+backward, every provider checked against 
 first.
 
 Sizes: (8, 256, 128, 128) and (8, 64, 128, 128) with N = 8, 32, 128 (on CUDA N = 32 at both is
-the core, the rest ``sweep``); ``quick``: (2, 64, 128, 128), N = 128 on the CPU. float32.
+the core, the rest ``sweep``); ``quick``: (2, 64, 128, 128), N = 128 on the CPU; ``tiny``:
+(1, 2, 16, 16), N = 8. float32.
 ``gbps`` counts the passes over x (2 reads forward, + 2 reads and 1 write backward: a lower
 bound); ``extra_mb`` is the peak memory beyond the gradients of the inputs.
 """
@@ -30,6 +31,8 @@ def _cases(op: str) -> list[Case]:
             for n in (32, 8, 128):
                 marks = () if device == "cuda" and n == 32 else (sweep,)
                 cases.append(Case(op, device, shape, {"N": n}, marks, SCALE))
+    cases.append(Case(op, "cpu", (1, 2, 16, 16), {"N": 8}, (pytest.mark.tiny,), SCALE,
+                      providers=("reference", "cpu")))
     return cases
 
 
