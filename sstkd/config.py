@@ -143,6 +143,9 @@ class TextureConfig:
     offsets: list[tuple[int, int]] = field(default_factory=lambda: [(1, 1)])
     beta: float = 1.0  # [ours] weight of the co-occurrence term in L_sta
     str_norm: str = "energy"  # [ours] 'energy' | 'standardize' | 'none' (see distill/texture.py)
+    sampler_anchors: int = 0  # [ours] DTIEM importance sampler: anchors per image (0: off)
+    sampler_radius: float = 2.0  # [ours] Gaussian radius around an anchor (pixels of the tap)
+    sampler_gain: float = 1.0  # [ours] extra weight at an anchor (0: off)
     backend: str | None = None  # sstkd_ops backend of both texture ops (None: auto)
 
 
@@ -564,6 +567,10 @@ def validate(cfg: Config) -> None:
     need(tx.iters >= 0, "distill.texture.iters", ">= 0", tx.iters)
     need(0 < tx.theta <= 1, "distill.texture.theta", "in (0, 1]", tx.theta)
     need(tx.beta >= 0, "distill.texture.beta", ">= 0", tx.beta)
+    need(tx.sampler_anchors >= 0, "distill.texture.sampler_anchors", ">= 0",
+         tx.sampler_anchors)
+    need(tx.sampler_radius > 0, "distill.texture.sampler_radius", "> 0", tx.sampler_radius)
+    need(tx.sampler_gain >= 0, "distill.texture.sampler_gain", ">= 0", tx.sampler_gain)
     need(tx.str_norm in ("energy", "standardize", "none"), "distill.texture.str_norm",
          "'energy', 'standardize' or 'none'", tx.str_norm)
     need(tx.backend in (None, "auto", "reference", "cpu", "cuda", "triton"),

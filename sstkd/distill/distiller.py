@@ -89,7 +89,9 @@ class Distiller(nn.Module):
                 s_ch, teacher_channels, tx.taps, structural="str" in self.enabled,
                 statistical="sta" in self.enabled, pfilt=tx.pfilt, dfilt=tx.dfilt,
                 nlevs=tx.nlevs, num_levels=tx.num_levels, iters=tx.iters, theta=tx.theta,
-                offsets=tx.offsets, beta=tx.beta, backend=tx.backend, str_norm=tx.str_norm)
+                offsets=tx.offsets, beta=tx.beta, backend=tx.backend, str_norm=tx.str_norm,
+                sampler_anchors=tx.sampler_anchors, sampler_radius=tx.sampler_radius,
+                sampler_gain=tx.sampler_gain)
         if "ho" in self.enabled:
             self.adversary = HolisticAdversary(
                 student.num_classes, use_image=cfg.ho_use_image,

@@ -81,9 +81,15 @@ class TextureIntensityEqualization(nn.Module):
         self.offsets = tuple((int(d[0]), int(d[1])) for d in offsets)
         self.backend = backend
 
-    def forward(self, x: torch.Tensor) -> sstkd_ops.TextureStats:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None
+                ) -> sstkd_ops.TextureStats:
+        """``x (B, C, H, W)`` -> :class:`sstkd_ops.TextureStats`; ``weights (B, H, W)``: the
+        importance of each pixel in the counts (``None``: uniform)."""
+        if weights is None:  # the op's signature without weights (earlier releases)
+            return sstkd_ops.texture_equalize(_as_float(x), self.num_levels, self.iters,
+                                              self.theta, self.offsets, backend=self.backend)
         return sstkd_ops.texture_equalize(_as_float(x), self.num_levels, self.iters, self.theta,
-                                          self.offsets, backend=self.backend)
+                                          self.offsets, weights=weights, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"num_levels={self.num_levels}, iters={self.iters}, theta={self.theta}, "
@@ -111,6 +117,10 @@ class TextureDistiller(nn.Module):
         pfilt, dfilt, nlevs: contourlet settings; num_levels, iters, theta, offsets, beta:
             DTIEM settings (see :class:`TextureIntensityEqualization`, :func:`statistical_loss`).
         backend: ``sstkd_ops`` backend for both ops (``None``: ``$SSTKD_BACKEND`` / auto).
+        sampler_anchors, sampler_radius, sampler_gain: DTIEM's anchor-based importance sampler
+            (:func:`sstkd_ops.texture_importance` on the teacher's features; the same weights
+            enter the student's and the teacher's counts); ``sampler_anchors=0`` or
+            ``sampler_gain=0``: off (uniform counts).
         str_norm: how the structural loss is made independent of the feature scale, one of
             :data:`sstkd.losses.texture.STRUCTURAL_NORMS` (see :func:`structural_loss`).
 
@@ -124,8 +134,12 @@ class TextureDistiller(nn.Module):
                  statistical: bool = True, pfilt: str = "9-7", dfilt: str = "pkva",
                  nlevs: Sequence[int] = (3, 3), num_levels: int = 32, iters: int = 3,
                  theta: float = 0.5, offsets: Sequence[Sequence[int]] = ((1, 1),),
-                 beta: float = 1.0, backend: str | None = None, str_norm: str = "energy"):
+                 beta: float = 1.0, backend: str | None = None, str_norm: str = "energy",
+                 sampler_anchors: int = 0, sampler_radius: float = 2.0,
+                 sampler_gain: float = 1.0):
         super().__init__()
+        self.sampler = ((int(sampler_anchors), float(sampler_radius), float(sampler_gain))
+                        if sampler_anchors > 0 and sampler_gain > 0 else None)
         if str_norm not in STRUCTURAL_NORMS:
             raise ValueError(f"TextureDistiller: argument 'str_norm' expected one of "
                              f"{STRUCTURAL_NORMS}, got {str_norm!r}")
@@ -164,7 +178,10 @@ class TextureDistiller(nn.Module):
                     t_dec = self.cdm(t_in)
                 losses["str"].append(structural_loss(self.cdm(s_in), t_dec, self.str_norm))
             if self.dtiem is not None:
+                w = None
+                if self.sampler is not None:  # importance from the teacher, for both sides
+                    w = sstkd_ops.texture_importance(_as_float(t), *self.sampler)
                 with torch.no_grad():
-                    t_stats = self.dtiem(t)
-                losses["sta"].append(statistical_loss(self.dtiem(s), t_stats, self.beta))
+                    t_stats = self.dtiem(t, w)
+                losses["sta"].append(statistical_loss(self.dtiem(s, w), t_stats, self.beta))
         return {k: torch.stack(v).mean() for k, v in losses.items() if v}
