@@ -1,12 +1,15 @@
-"""Phase 3: op speed with the project's benchmarks (CUDA-event timing, GB/s against a
-device-to-device copy measured in the same run).
+"""Phase 3: op speed with the project's benchmarks, ``pytest benchmarks/`` (pytest-benchmark,
+or its fallback fixture where the plugin is missing; CUDA-event timing, GB/s against a
+device-to-device copy measured in the same run; each provider checked against the reference
+before it is timed).
 
-``benchmarks/bench_contourlet.py`` (``pdfb_dec`` forward, backward, forward+backward) and
-``benchmarks/bench_texture_stats.py`` (``texture_equalize``, ``qco_1d``, ``qco_2d``,
-``qco_1d_tem``), providers ``reference``, ``reference + torch.compile``, ``triton``, ``cuda``,
-at the SSTKD sizes and a small sweep. The rows go to this phase's ``contourlet.csv`` and
-``texture_stats.csv``; on the GPU they are also appended to ``benchmarks/results/*.csv`` of
-the copy it runs in (the dry run leaves the repository alone).
+``pdfb_dec`` (forward, backward, forward+backward), ``pdfb_rec`` and the texture ops
+(``texture_equalize``, ``qco_1d``, ``qco_2d``, ``qco_1d_tem``), providers ``reference``,
+``triton``, ``cuda`` at the SSTKD sizes first, then a small sweep, then
+``reference + torch.compile`` (slow to compile) at one size per op family. Each run's
+``--benchmark-json`` is turned by ``benchmarks/report.py`` into this phase's ``contourlet.csv``
+and ``texture_stats.csv`` (``python scripts/gpu_run.py --merge`` appends them to
+``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -31,61 +34,55 @@ def _rows(path: Path) -> list[dict]:
 def main() -> None:
     args = parse_args(__doc__)
     deadline = time.time() + args.budget - 5
-    c_bench = [python(), "benchmarks/bench_contourlet.py", "--no-plot"]
-    t_bench = [python(), "benchmarks/bench_texture_stats.py", "--no-plot"]
+    bench = [python(), "-m", "pytest", "benchmarks/", "--benchmark-only", "-q", "-rs",
+             "-p", "no:cacheprovider"]
     if args.dry_run:  # CPU, tiny: the machinery, not the figures
-        dev = ["--device", "cpu", "--reps", "1", "--backends", "cpu"]
-        runs = [("contourlet", c_bench + dev + ["--shapes", "1x2x16x16", "--no-compile"]),
-                ("texture_stats", t_bench + dev + ["--shapes", "1x2x16x16", "--levels", "8",
-                                                   "--ops", "texture_equalize,qco_1d",
-                                                   "--no-compile"])]
+        runs = [("tiny", ["-m", "tiny", "--bench-rounds", "1"])]
         env = {"TRITON_INTERPRET": "1"}
-    else:  # most valuable first; torch.compile (slow to compile) at one size per op family
+        notes_pre = []
+    else:  # most valuable first
         fast, dropped = _fast_backends(args.out.parent / "parity" / "gpu_parity.json")
         notes_pre = [f"not timed (missing, or failed parity): {', '.join(dropped)}"] \
             if dropped else []
-        dev = ["--device", "cuda", "--reps", "20", "--backends", ",".join(fast) or "reference"]
-        sstkd = "8x256x128x128,8x64x128x128"
-        runs = [("contourlet", c_bench + dev + ["--shapes", sstkd, "--no-compile"]),
-                ("texture_stats", t_bench + dev + ["--shapes", sstkd, "--levels", "32",
-                                                   "--no-compile"]),
-                ("contourlet", c_bench + dev + ["--shapes", "8x64x64x64,8x64x256x256",
-                                                "--no-compile"]),
-                ("texture_stats", t_bench + dev + ["--shapes", "8x64x128x128", "--levels",
-                                                   "8,128", "--no-compile"]),
-                ("contourlet", c_bench + dev + ["--shapes", "8x64x128x128"]),
-                ("texture_stats", t_bench + dev + ["--shapes", "8x64x128x128", "--levels",
-                                                   "32"])]
+        gpu = ["--bench-rounds", "10", "--bench-providers", ",".join(["reference", *fast])]
+        runs = [("sstkd_sizes", gpu + ["-m", "gpu and not sweep and not compile"]),
+                ("sweep", gpu + ["-m", "gpu and sweep and not compile", "-k",
+                                 "8x64x64x64 or 8x64x256x256 or (8x64x128x128 and not N32)"]),
+                ("compile", ["--bench-rounds", "10", "-m", "gpu and compile", "-k",
+                             "8x64x128x128 and (pdfb_dec or N32)"])]
         env = {}
-    figures, notes, ok = {}, [] if args.dry_run else notes_pre, True
-    for i, (name, cmd) in enumerate(runs):
-        csv_path = args.out / f"{name}.csv"
-        before = len(_rows(csv_path))
+    notes, ok = list(notes_pre), True
+    for i, (name, sel) in enumerate(runs):
         left = deadline - time.time() - 20 * (len(runs) - i - 1)  # keep 20 s for each later
         if left < 10:
             ok = False
-            notes.append(f"{name}: not run (time budget): {' '.join(cmd[1:])}")
+            notes.append(f"{name}: not run (time budget): {' '.join(sel)}")
             continue
-        out_flag = "--out" if name == "contourlet" else "--csv"
-        r = run(cmd + [out_flag, str(csv_path)], args.out / f"{name}.log", left, **env)
-        rows = _rows(csv_path)[before:]
-        if r["rc"] != 0 or not rows:
+        js = args.out / f"{name}.json"
+        log = args.out / f"{name}.log"
+        r = run(bench + sel + ["--benchmark-json", str(js)], log, left, **env)
+        if r["rc"] != 0:
             ok = False
-            notes.append(f"{name} {' '.join(cmd[2:])}: exit {r['rc']}"
+            notes.append(f"{name} {' '.join(sel)}: exit {r['rc']}"
                          f"{' (timed out)' if r['timed_out'] else ''}\n" + r["tail"])
-        notes += [ln for ln in r["tail"].splitlines() if ln.startswith("[skip]")]
-        if rows and not args.dry_run:
-            from benchmarks.harness import RESULTS, append_csv  # imports torch: GPU run only
-
-            append_csv(RESULTS / f"{name}.csv", rows)
-    for name in dict(runs):
-        figures[name] = _key_figures(_rows(args.out / f"{name}.csv"))
+        notes += [ln for ln in log.read_text(errors="replace").splitlines()
+                  if ln.startswith("SKIPPED")]
+        if js.exists():
+            rep = run([python(), "-m", "benchmarks.report", str(js), "--results", str(args.out),
+                       "--no-plot"], args.out / "report.log", 60)
+            if rep["rc"] != 0:
+                ok = False
+                notes.append(f"report {name}: exit {rep['rc']}\n" + rep["tail"])
+    figures = {name: _key_figures(_rows(args.out / f"{name}.csv"))
+               for name in ("contourlet", "texture_stats")}
+    if not any(figures.values()):
+        ok = False
     write_result(args.out, "pass" if ok else "fail", figures, notes)
 
 
 def _fast_backends(parity_json: Path) -> tuple[list[str], list[str]]:
-    """'triton' and 'cuda' where they run here and passed ``pdfb_dec`` parity (a backend the
-    contourlet benchmark finds wrong stops its whole run; the texture one skips the case)."""
+    """'triton' and 'cuda' where they run here and passed ``pdfb_dec`` parity (a backend that
+    died or hung in parity is not started again here)."""
     import json
 
     from sstkd_ops import available_backends

@@ -1,7 +1,7 @@
 """Phase 4: one training step, PSPNet-ResNet101 teacher -> PSPNet-ResNet18 student, 512x512,
 batch 8, bf16 autocast: ``kd`` vs ``sstkd`` with the fused texture ops (``auto``, and Triton
 forced) vs the reference ops; step time, overhead over ``kd``, peak GPU memory
-(``benchmarks/bench_train_step.py``; rows in this phase's ``train_step.csv``).
+(``python -m benchmarks.bench_train_step``; rows in this phase's ``train_step.csv``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scripts.gpu_phases.common import parse_args, python, run, write_result  # n
 def main() -> None:
     args = parse_args(__doc__)
     csv_path = args.out / "train_step.csv"
-    cmd = [python(), "benchmarks/bench_train_step.py", "--presets", "kd,sstkd", "--no-plot",
+    cmd = [python(), "-m", "benchmarks.bench_train_step", "--presets", "kd,sstkd", "--no-plot",
            "--csv", str(csv_path)]
     if args.dry_run:
         cmd += ["--device", "cpu", "--reps", "1", "--set", "data.crop_size=[32,32]",
