@@ -4,8 +4,9 @@ Rows go to ``benchmarks/results/contourlet.csv`` (``pdfb_dec``/``pdfb_rec``),
 ``contourlet_image_scale.csv`` (the image-scale sweep) and ``texture_stats.csv``, all with the
 columns ``SCHEMA``; each row carries machine, versions and commit, the median time, the error
 against the reference, the speed-up over the reference of the same run, GB/s and memory.
-Plots: speed-up vs reference per op, size and provider, one PNG per file, device and thread
-count of the run (``<file>_<device>_<threads>threads.png``).
+Plots: speed-up vs reference per op, size and provider from the newest run of each case in the
+CSV, one PNG per file, device and thread count (``<file>_<device>_<threads>threads.png``);
+without a JSON file, only the plots are redrawn.
 
     pytest benchmarks/ --benchmark-only -m quick --bench-threads 1 --benchmark-json /tmp/b.json
     python -m benchmarks.report /tmp/b.json
@@ -14,6 +15,7 @@ count of the run (``<file>_<device>_<threads>threads.png``).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -56,16 +58,35 @@ def rows_of(data: Mapping) -> dict[str, list[dict]]:
                 row["frac_of_copy_bw"] = round(row["gbps"] / info["copy_gbps"], 3)
         by_file[file_of(info)].append(row)
     for rows in by_file.values():
-        ref = {tuple(r[k] for k in CASE): r for r in rows if r["backend"] == "reference"}
-        for r in rows:
-            base = ref.get(tuple(r[k] for k in CASE))
-            if base is None:
-                continue
-            r["speedup_vs_ref"] = round(base["median_ms"] / r["median_ms"], 2)
-            if base["extra_mb"] != "" and r["extra_mb"] != "":
-                r["extra_mem_ratio_vs_ref"] = round(base["extra_mb"] / max(r["extra_mb"], 1e-3),
-                                                    1)
+        add_speedups(rows)
     return by_file
+
+
+def add_speedups(rows: list[dict]) -> list[dict]:
+    """Fill ``speedup_vs_ref`` (and ``extra_mem_ratio_vs_ref``) of each row from the reference
+    row of the same case measured in the same run (same date and machine)."""
+    key = (*CASE, "date", "machine")
+    ref = {tuple(str(r.get(k, "")) for k in key): r for r in rows if r["backend"] == "reference"}
+    for r in rows:
+        base = ref.get(tuple(str(r.get(k, "")) for k in key))
+        if base is None or r.get("speedup_vs_ref") not in (None, ""):
+            continue
+        r["speedup_vs_ref"] = round(float(base["median_ms"]) / float(r["median_ms"]), 2)
+        if base.get("extra_mb") not in (None, "") and r.get("extra_mb") not in (None, ""):
+            r["extra_mem_ratio_vs_ref"] = round(
+                float(base["extra_mb"]) / max(float(r["extra_mb"]), 1e-3), 1)
+    return rows
+
+
+def latest(path: Path) -> list[dict]:
+    """The newest row with a speed-up of each case and provider in the CSV at ``path``."""
+    with path.open(newline="") as f:
+        rows = add_speedups(list(csv.DictReader(f)))
+    newest = {}
+    for r in rows:  # later rows replace earlier ones
+        if r.get("speedup_vs_ref") not in (None, ""):
+            newest[tuple(str(r.get(k, "")) for k in (*CASE, "backend"))] = r
+    return list(newest.values())
 
 
 def plot_bars(rows: list[Mapping[str, object]], *, group: str, series: str, value: str,
@@ -116,52 +137,56 @@ def _label(r: Mapping[str, object]) -> str:
 
 
 def plot_speedups(name: str, rows: list[dict], results: Path) -> list[Path]:
-    """One PNG per device and thread count: each provider's speed-up over the reference."""
+    """One PNG per device and thread count of ``rows``: each provider's speed-up over the
+    reference."""
     out = []
     for device, threads in dict.fromkeys((r["device"], r["threads"]) for r in rows):
         mine = [dict(r, case=_label(r)) for r in rows if (r["device"], r["threads"]) ==
-                (device, threads) and r["backend"] != "reference" and r["speedup_vs_ref"] != ""]
+                (device, threads) and r["backend"] != "reference"]
         if not mine:
             continue
         png = results / f"{name}_{device}_{threads}threads.png"
-        machine = mine[0]["machine"]
+        machines = ", ".join(dict.fromkeys(r["machine"] for r in mine))
+        mine.sort(key=lambda r: (r["op"], r["mode"], [int(v) for v in r["shape"].split("x")],
+                                 str(r.get("N", "")), str(r.get("pfilt", "")), r["dtype"]))
         path = plot_bars(mine, group="case", series="backend", value="speedup_vs_ref", path=png,
                          ylabel="speed-up vs reference (x)", line=1.0,
-                         title=f"{name}: speed-up over the eager reference, {machine}, "
-                               f"{threads} threads")
+                         title=f"{name}: speed-up over the eager reference (newest run of "
+                               f"each case), {machines}, {threads} threads")
         out += [path] if path else []
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("json", type=Path, help="the file of --benchmark-json")
+    p.add_argument("json", type=Path, nargs="?", help="the file of --benchmark-json")
     p.add_argument("--results", type=Path, default=RESULTS,
                    help=f"folder of the CSVs and plots (default {RESULTS})")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
-    try:
-        data = json.loads(args.json.read_text())
-        by_file = rows_of(data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"report: error: cannot read the benchmark results {str(args.json)!r}: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    by_file: dict[str, list[dict]] = {}
+    if args.json is not None:
+        try:
+            by_file = rows_of(json.loads(args.json.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"report: error: cannot read the benchmark results {str(args.json)!r}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        if not any(by_file.values()):
+            print(f"report: error: no op benchmarks in {str(args.json)!r}", file=sys.stderr)
+            return 2
     for name, rows in by_file.items():
-        if not rows:
-            continue
-        csv_path = append_csv(args.results / f"{name}.csv", rows, SCHEMA)
-        print(f"{len(rows)} rows -> {csv_path}")
+        if rows:
+            print(f"{len(rows)} rows -> {append_csv(args.results / f'{name}.csv', rows, SCHEMA)}")
         for r in rows:
             if r["speedup_vs_ref"] != "" and r["backend"] != "reference":
                 print(f"  {_label(r):55s} {r['backend']:18s} {r['median_ms']:10.3f} ms  "
                       f"x{r['speedup_vs_ref']} vs reference")
-        if not args.no_plot:
-            for png in plot_speedups(name, rows, args.results):
+    if not args.no_plot:  # every CSV's newest rows, not only this run's
+        for name in FILES:
+            path = args.results / f"{name}.csv"
+            for png in plot_speedups(name, latest(path), args.results) if path.exists() else []:
                 print(f"plot {png}")
-    if not any(by_file.values()):
-        print(f"report: error: no op benchmarks in {str(args.json)!r}", file=sys.stderr)
-        return 2
     return 0
 
 
