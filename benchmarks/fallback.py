@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+_RESULTS = pytest.StashKey[list]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("benchmark", "benchmark (pytest-benchmark not installed: fallback)")
@@ -28,9 +30,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchmark(timer=...): the timer of a benchmark")
     config.stash[_RESULTS] = []
-
-
-_RESULTS = pytest.StashKey[list]()
 
 
 class Benchmark:
