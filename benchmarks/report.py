@@ -151,8 +151,8 @@ def plot_speedups(name: str, rows: list[dict], results: Path) -> list[Path]:
                                  str(r.get("N", "")), str(r.get("pfilt", "")), r["dtype"]))
         path = plot_bars(mine, group="case", series="backend", value="speedup_vs_ref", path=png,
                          ylabel="speed-up vs reference (x)", line=1.0,
-                         title=f"{name}: speed-up over the eager reference (newest run of "
-                               f"each case), {machines}, {threads} threads")
+                         title=f"{name}: speed-up over the eager reference, {machines}, "
+                               f"{threads} threads")
         out += [path] if path else []
     return out
 
