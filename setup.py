@@ -37,8 +37,11 @@ def extension_kwargs() -> dict:
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    cu_sources = sorted(glob.glob("csrc/cuda/*.cu"))
+    # csrc/module.cpp, then one folder per op family: its schema (csrc/<family>/*.cpp), C++
+    # kernels (csrc/<family>/cpu/) and CUDA kernels (csrc/<family>/cuda/)
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/*/*.cpp")
+                     + glob.glob("csrc/*/cpu/*.cpp"))
+    cu_sources = sorted(glob.glob("csrc/*/cuda/*.cu"))
     if _flag("SSTKD_NO_CUDA"):
         use_cuda, why = False, "SSTKD_NO_CUDA set"
     elif _flag("SSTKD_FORCE_CUDA"):

@@ -13,7 +13,7 @@ if [ -z "$NVCC" ]; then
   exit 0
 fi
 shopt -s nullglob
-files=(csrc/cuda/*.cu)
+files=(csrc/*/cuda/*.cu)
 if [ ${#files[@]} -eq 0 ]; then
   echo "[nvcc check] no .cu files"
   exit 0

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 # texture statistics (QCO / DTIEM)
-from .texture_stats import (  # noqa: E402
+from .texture import (  # noqa: E402
     MAX_LEVELS,
     QCO1d,
     TextureStats,

@@ -15,9 +15,9 @@ import torch
 from conftest import CPU_BACKENDS, no_host_reads, requires, texture_ops_forward_backward
 
 from sstkd_ops import _checks
-from sstkd_ops import texture_stats_ops as _ops
-from sstkd_ops.reference import texture_stats as ref
-from sstkd_ops.texture_stats import MAX_LEVELS, qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import MAX_LEVELS, qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import autograd as _ops
+from sstkd_ops.texture import reference as ref
 
 BACKENDS = CPU_BACKENDS  # one not built here skips, or fails under CI=true (conftest)
 needs_compiled = requires(_ops.compiled_ops_present(), reason="compiled extension not built")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sstkd_ops import BackendUnavailableError, filters
+from sstkd_ops import BackendUnavailableError
 from sstkd_ops import contourlet as C
+from sstkd_ops.contourlet import filters
 
 X = torch.rand(1, 1, 16, 16, dtype=torch.float64)
 

@@ -9,8 +9,8 @@ from conftest import TOL, no_host_reads, noncontig, requires
 
 import sstkd_ops
 from sstkd_ops import _backend
-from sstkd_ops._contourlet_fused import contourlet_apply
-from sstkd_ops.filters import DFB_FILTERS, LP_FILTERS
+from sstkd_ops.contourlet.autograd import contourlet_apply
+from sstkd_ops.contourlet.filters import DFB_FILTERS, LP_FILTERS
 
 # "cpu" always (conftest.require_backend skips it, or fails it under CI=true, when the extension
 # is not built); "cuda" only on a GPU machine
@@ -177,8 +177,8 @@ def test_cuda_at_sstkd_size(dtype):
 
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_cached_program_calls_do_not_sync_and_validate_once(backend, monkeypatch):
-    from sstkd_ops import _program_op
-    from sstkd_ops.triton import linear_program as triton_lp
+    from sstkd_ops.linprog import runtime as _program_op
+    from sstkd_ops.linprog import triton_kernel as triton_lp
     validated, launches = [], []
     real_validate, real_kernel = _program_op.validate, triton_lp._program_kernel
 

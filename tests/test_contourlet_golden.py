@@ -19,9 +19,10 @@ import pytest
 import torch
 from conftest import CPU_BACKENDS, GOLDEN, assert_close, require
 
-from sstkd_ops import contourlet, filters
-from sstkd_ops.reference import contourlet as ref
-from sstkd_ops.reference import dfb as ref_dfb
+from sstkd_ops import contourlet
+from sstkd_ops.contourlet import filters
+from sstkd_ops.contourlet.reference import dfb as ref_dfb
+from sstkd_ops.contourlet.reference import pyramid as ref
 
 ROOT = GOLDEN / "contourlet"
 

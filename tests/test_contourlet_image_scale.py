@@ -7,9 +7,9 @@ import torch
 from conftest import weighted_loss
 
 from sstkd_ops import pdfb_dec, pdfb_rec
-from sstkd_ops.filters import dfilters
-from sstkd_ops.reference._periodic import efilter2
-from sstkd_ops.reference.dfb import _fan_filter
+from sstkd_ops.contourlet.filters import dfilters
+from sstkd_ops.contourlet.reference.dfb import _fan_filter
+from sstkd_ops.contourlet.reference.periodic import efilter2
 
 # One or two planes of about 320^2: fewer planes than threads, and instructions (100k-element
 # gathers, 320-row correlations) above the kernel's grain, so every kind of them is split.

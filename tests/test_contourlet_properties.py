@@ -9,7 +9,7 @@ import torch
 from conftest import CPU_BACKENDS, assert_close
 
 from sstkd_ops import contourlet as C
-from sstkd_ops.filters import DFB_FILTERS, LP_FILTERS, dfilters
+from sstkd_ops.contourlet.filters import DFB_FILTERS, LP_FILTERS, dfilters
 
 NLEVS = [(0, 1), (2, 3)]  # covers the wavelet level (0), 1, 2 and 3 DFB levels
 # every property on the reference and the C++ kernels, forced; the Triton interpreter (slow) on

@@ -5,8 +5,8 @@ import torch
 from conftest import requires
 
 from sstkd_ops import _backend
-from sstkd_ops._linear_program import ProgramBuilder, run_torch
-from sstkd_ops._program_op import run_program
+from sstkd_ops.linprog.program import ProgramBuilder, run_torch
+from sstkd_ops.linprog.runtime import run_program
 
 needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")
 needs_triton = requires(_backend.has_triton() and _backend.triton_interpreted(),
@@ -101,7 +101,7 @@ def test_compiled_op_gradients_of_first_and_second_order():
 
 @needs_ext
 def test_compiled_op_passes_opcheck():
-    from sstkd_ops._program_op import packed_on
+    from sstkd_ops.linprog.runtime import packed_on
 
     prog = _random_program(6, 7, seed=4)
     adj = prog.adjoint()
@@ -121,7 +121,7 @@ def test_no_state_is_kept_without_grad():
 
 
 def _packed_copy(prog):
-    from sstkd_ops._program_op import packed_on
+    from sstkd_ops.linprog.runtime import packed_on
 
     instr, tables, coefs, ws_total = packed_on(prog, torch.device("cpu"))
     return instr.clone(), tables.clone(), coefs.clone(), ws_total
@@ -220,7 +220,7 @@ def test_every_argument_is_checked_on_cuda():
 
 @needs_ext
 def test_validation_runs_once_per_program(monkeypatch):
-    from sstkd_ops import _program_op
+    from sstkd_ops.linprog import runtime as _program_op
 
     prog = _random_program(5, 6, seed=11)
     adj = prog.adjoint()

@@ -16,8 +16,8 @@ from conftest import CPU_BACKENDS, assert_close
 
 import sstkd_ops
 from sstkd_ops import _checks
-from sstkd_ops.reference import texture_stats as ref
-from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import reference as ref
 
 # every backend, forced: C++ and Triton on the CPU interpreter (tiny inputs); one that is not
 # built here skips (fails under CI=true) through conftest.require_backend

@@ -8,8 +8,8 @@ import torch
 from conftest import assert_close, noncontig, requires, requires_cuda, weighted_loss
 
 from sstkd_ops import _backend
-from sstkd_ops import texture_stats_ops as tso
-from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import autograd as tso
+from sstkd_ops.texture import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
 pytestmark = requires("cpu" in _backend.available_backends("cpu"),
                       reason="compiled extension sstkd_ops._C not built")

@@ -11,7 +11,7 @@ import torch
 from conftest import assert_close, noncontig, texture_ops_forward_backward, weighted_loss
 
 from sstkd_ops import _backend, _checks
-from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize
+from sstkd_ops.texture import qco_1d, qco_1d_tem, qco_2d, texture_equalize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif("triton" not in _backend.available_backends(DEVICE),
@@ -155,7 +155,7 @@ def test_triton_non_finite_gives_nan_only_in_that_image_or_cell(value):
 def test_triton_building_blocks_flag_non_finite_groups():
     """Inf / -Inf / NaN in one group of the Triton ops themselves: NaN outputs and gradients
     of that group only, the other groups bitwise as without it."""
-    from sstkd_ops.triton import texture_stats as tts
+    from sstkd_ops.texture import triton as tts
 
     s = torch.rand(3, 4, 5, dtype=torch.float64, device=DEVICE)
     f = torch.randn(3, 2, 4, dtype=torch.float64, device=DEVICE)
@@ -203,7 +203,7 @@ def test_triton_forward_backward_reads_nothing_on_the_host():
 
 
 def test_triton_opcheck():
-    from sstkd_ops.triton import texture_stats as tts
+    from sstkd_ops.texture import triton as tts
 
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=DEVICE, requires_grad=True)
     torch.library.opcheck(tts.texstat_cos_sim, (x, 1))

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from conftest import TOL, weighted_loss  # noqa: E402
 
 import sstkd_ops  # noqa: E402
-from sstkd_ops.texture_stats import qco_1d, qco_1d_tem, qco_2d, texture_equalize  # noqa: E402
+from sstkd_ops import qco_1d, qco_1d_tem, qco_2d, texture_equalize  # noqa: E402
 
 # op -> (tolerance scale forward, backward), as in tests/test_*_fused.py
 SCALE = {"pdfb_dec": (1.0, 10.0), "texture_equalize": (10.0, 10.0), "qco_1d": (1.0, 1.0),

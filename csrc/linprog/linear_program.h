@@ -25,7 +25,7 @@
 
 #include <cstdint>
 
-#include "hostdevice.h"
+#include "../hostdevice.h"
 
 namespace sstkd {
 

@@ -13,8 +13,8 @@ import functools
 
 import torch
 
-from . import _backend
-from ._linear_program import Program
+from .. import _backend
+from .program import Program
 
 
 def _register_autograd(name: str, op) -> None:
@@ -42,7 +42,7 @@ def _linear_program_triton(x: torch.Tensor, instr: torch.Tensor, tables: torch.T
                            coefs: torch.Tensor, out_numel: int, ws_numel: int,
                            adj_instr: torch.Tensor, adj_tables: torch.Tensor,
                            adj_coefs: torch.Tensor, adj_ws_numel: int) -> torch.Tensor:
-    from .triton.linear_program import run
+    from .triton_kernel import run
 
     return run(x, instr, tables, coefs, out_numel, ws_numel)
 
@@ -89,7 +89,7 @@ def raw_kernel(backend: str):
     """``f(x, instr, tables, coefs, out_numel, ws_numel)`` running a packed program with
     ``backend`` ('cpu', 'cuda' or 'triton') and no autograd of its own."""
     if backend == "triton":
-        from .triton.linear_program import run
+        from .triton_kernel import run
 
         return run
     if _backend.extension() is None:

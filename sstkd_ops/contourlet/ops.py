@@ -41,12 +41,12 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _contourlet_fused as _fused
-from ._backend import select_backend
-from ._checks import check_choice, check_int, check_tensor
-from ._contourlet_programs import band_shapes, dfb_image_shape
+from .._backend import select_backend
+from .._checks import check_choice, check_int, check_tensor
+from . import autograd as _fused
 from .filters import DFB_FILTERS, LADDER_FILTERS, LP_FILTERS
-from .reference import contourlet as _ref
+from .reference import pyramid as _ref
+from .tracer import band_shapes, dfb_image_shape
 
 __all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec", "pdfb_pad",
            "pdfb_multiple", "dfb_band_shapes", "LP_FILTERS", "DFB_FILTERS"]

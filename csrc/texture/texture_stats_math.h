@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "hostdevice.h"
+#include "../hostdevice.h"
 
 namespace sstkd_texstat_math {
 

@@ -23,7 +23,7 @@ import math
 import torch
 
 from .. import filters as _filters
-from ._periodic import _margins, efilter2, extend, interleave, resamp, sefilter2
+from .periodic import _margins, efilter2, extend, interleave, resamp, sefilter2
 
 _SQRT2 = math.sqrt(2.0)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from .. import filters as _filters
-from ._periodic import extend, sefilter2, upsample
 from .dfb import dfb_dec as _dfb_dec_planes
 from .dfb import dfb_rec as _dfb_rec_planes
+from .periodic import extend, sefilter2, upsample
 
 __all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec"]
 

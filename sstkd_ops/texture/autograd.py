@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _backend
+from .. import _backend
 
 KINDS = ("cos_sim", "qco", "qco_tem", "dtiem")
 _NAMES = tuple(f"texstat_{k}" for k in KINDS)

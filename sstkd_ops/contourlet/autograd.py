@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ._contourlet_programs import num_bands, op_output_shapes, programs
-from ._program_op import packed_on, raw_kernel
+from ..linprog.runtime import packed_on, raw_kernel
+from .tracer import num_bands, op_output_shapes, programs
 
 
 def _program(op: str, shapes: list[int], pfilt: str, dfilt: str, nlevs: list[int],

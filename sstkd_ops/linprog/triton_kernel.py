@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._linear_program import (
+from .program import (
     ACCUMULATE,
     AXPBY,
     AXPY,

@@ -26,9 +26,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.texture_stats import QCO2D_EPS, level_fractions
-from ..texture_stats_ops import wire
-from ._common import (
+from ..autograd import wire
+from ..reference import QCO2D_EPS, level_fractions
+from .common import (
     DOT_BLOCK,
     dot_warps,
     lane_tiles,

@@ -20,9 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.texture_stats import denoise_histogram, stlnet_levels
-from ..texture_stats_ops import wire
-from ._common import (
+from ..autograd import wire
+from ..reference import denoise_histogram, stlnet_levels
+from .common import (
     BLOCK,
     DOT_BLOCK,
     div_rn,

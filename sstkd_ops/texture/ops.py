@@ -42,9 +42,9 @@ from typing import NamedTuple
 
 import torch
 
-from . import _backend, _checks
-from . import texture_stats_ops as _ops
-from .reference import texture_stats as _ref
+from .. import _backend, _checks
+from . import autograd as _ops
+from . import reference as _ref
 
 _FUSED = ("cpu", "cuda", "triton")  # every op has all fused backends
 
@@ -77,21 +77,21 @@ class TextureStats(NamedTuple):
 # when Triton can run here (a GPU, or the interpreter).
 _ops.ensure_registered()
 if _backend.has_triton() and (torch.cuda.is_available() or _backend.triton_interpreted()):
-    importlib.import_module(".triton.texture_stats", __package__)
+    importlib.import_module(".triton", __package__)
 
 
 def _select(fn: str, x: torch.Tensor, backend: str | None) -> str:
     """The backend for ``fn`` on ``x`` (:func:`sstkd_ops._backend.select_backend`)."""
     be = _backend.select_backend(fn, x, backend, _FUSED)
-    if be == "triton" and __package__ + ".triton.texture_stats" not in sys.modules:
-        importlib.import_module(".triton.texture_stats", __package__)  # eager first use
+    if be == "triton" and __package__ + ".triton" not in sys.modules:
+        importlib.import_module(".triton", __package__)  # eager first use
     return be
 
 
 def _fused_ops(backend: str):
     """The building blocks of a fused backend (``cpu``/``cuda``: compiled, ``triton``)."""
     if backend == "triton":
-        return sys.modules[__package__ + ".triton.texture_stats"]
+        return sys.modules[__package__ + ".triton"]
     return torch.ops.sstkd_ops
 
 

@@ -12,9 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ..reference.texture_stats import NORM_EPS
-from ..texture_stats_ops import wire
-from ._common import BLOCK, div_rn, sqrt_rn
+from ..autograd import wire
+from ..reference import NORM_EPS
+from .common import BLOCK, div_rn, sqrt_rn
 
 
 @triton.jit

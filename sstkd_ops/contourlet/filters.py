@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_choice
+from .._checks import check_choice
 
 LP_FILTERS = ("9-7", "5-3", "Burt", "pkva", "maxflat")
 LADDER_FILTERS = ("pkva", "pkva6", "pkva8", "pkva12")

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._linear_program import Program, ProgramBuilder, Region
-from .reference import contourlet as _ref
+from ..linprog.program import Program, ProgramBuilder, Region
 from .reference import dfb as _ref_dfb
+from .reference import pyramid as _ref
 
 _Term = tuple[float, Region, torch.Tensor]  # value += coef * region.flatten()[table]
 
