@@ -152,9 +152,9 @@ def check_and_time(benchmark, case: Case, provider: str, mode: str, fn: OpFn,
     gradients where ``mode`` times a backward), then time ``mode`` with ``benchmark``.
 
     ``mode``: ``forward`` (no autograd), ``backward`` (the gradient alone, the graph built
-    untimed before each round) or ``forward+backward``. ``nbytes``: the bytes each mode must move at
-    least (``gbps`` = that over the median time). ``extra_info`` records
-    the case, the error against the reference, peak memory and the copy bandwidth.
+    untimed before each round) or ``forward+backward``. ``nbytes``: the least bytes each mode
+    must move (``gbps`` is that over the median time). ``extra_info`` records the case, the
+    error against the reference, the first call's time, peak memory and the copy bandwidth.
     """
     run = _provider_fn(fn, provider, case.id)
     key = (case.id, tuple(x.data_ptr() for x in inputs))
