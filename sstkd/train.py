@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=0.005 (repeatable)")
     p.add_argument("--preset", default=None, help="distill.preset (baseline, kd, skd, cwd, "
-                   "sstkd, sstkd_str, sstkd_sta)")
+                   "sstkd, sstkd_str, sstkd_sta, sstkd_skd)")
     p.add_argument("--teacher-checkpoint", default=None, help="trained teacher weights")
     p.add_argument("--pretrained", default=None, help="local ImageNet backbone for the student")
     p.add_argument("--output-dir", default=None, help="train.output_dir")

@@ -53,14 +53,18 @@ def test_defaults_and_presets():
     cfg = load_config()
     assert cfg.distill.preset == "baseline"
     assert all(getattr(cfg.distill.weights, k) == 0.0 for k in DEFAULT_WEIGHTS)
-    assert preset_weights("kd") == {"pi": 10.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 0.0,
+    assert preset_weights("kd") == {"pi": 3.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 0.0,
                                     "sta": 0.0}
+    assert preset_weights("sstkd") == {"pi": 3.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 1.0,
+                                       "sta": 1.0}
+    assert preset_weights("sstkd_skd")["pa"] == 1.0 and preset_weights("sstkd_skd")["ho"] == 0.1
     assert preset_weights("skd")["ho"] == 0.1 and preset_weights("cwd")["cwd"] == 3.0
     assert preset_weights("sstkd_str")["sta"] == 0.0 and preset_weights("sstkd_str")["str"] == 1
-    assert set(PRESETS) >= {"baseline", "kd", "skd", "cwd", "sstkd", "sstkd_str", "sstkd_sta"}
+    assert set(PRESETS) >= {"baseline", "kd", "skd", "cwd", "sstkd", "sstkd_str", "sstkd_sta",
+                            "sstkd_skd"}
     # a weight given explicitly wins over the preset
     cfg = load_config(None, ["distill.preset=skd", "distill.weights.pa=0.5"])
-    assert (cfg.distill.weights.pi, cfg.distill.weights.pa) == (10.0, 0.5)
+    assert (cfg.distill.weights.pi, cfg.distill.weights.pa) == (3.0, 0.5)
 
 
 def test_overrides_parse_with_field_types():
@@ -86,7 +90,7 @@ def test_base_include(tmp_path):
         "base: ../base.yaml\noptim:\n  lr: 0.03\ndistill:\n  preset: kd\n")
     cfg = load_config(tmp_path / "sub" / "child.yaml", ["train.iters=7"])
     assert (cfg.optim.lr, cfg.optim.power, cfg.train.iters) == (0.03, 1.0, 7)
-    assert cfg.distill.weights.pi == 10.0
+    assert cfg.distill.weights.pi == DEFAULT_WEIGHTS["pi"]
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ValueError, match="include cycle"):
