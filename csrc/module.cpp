@@ -1,6 +1,11 @@
 // Python module sstkd_ops._C: loading it registers every op of the `sstkd_ops` torch
-// library (schemas in csrc/*.cpp, CPU kernels in csrc/cpu/, CUDA kernels in csrc/cuda/).
+// library. One folder per op family: csrc/linprog/ (linear plane programs, run by the fused
+// contourlet backends) and csrc/texture/ (texture statistics), each with its schemas
+// (<family>/*.cpp), C++ kernels (<family>/cpu/) and CUDA kernels (<family>/cuda/). C++
+// namespaces follow the folders: sstkd::linprog, sstkd::texture::{math, checks, cpu, cuda}.
 #include <torch/extension.h>
+
+#include "constants.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "sstkd_ops compiled kernels (ops live under torch.ops.sstkd_ops)";
@@ -9,4 +14,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  // The kernels' constants (csrc/constants.h), compared with sstkd_ops/constants.py by the tests.
+  m.attr("MAX_LEVELS") = sstkd::kMaxLevels;
+  m.attr("NORM_EPS") = sstkd::kNormEps;
+  m.attr("QCO2D_EPS") = sstkd::kQco2dEps;
 }

@@ -28,7 +28,8 @@ import zipfile
 
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 for need in ("sstkd/configs/synthetic_default.yaml", "sstkd/configs/camvid_cpu.yaml",
-             "sstkd_ops/_build.json"):
+             "sstkd_ops/_build.json", "sstkd_ops/contourlet/reference/dfb.py",
+             "sstkd_ops/texture/triton/qco.py", "sstkd_ops/linprog/triton_kernel.py"):
     if need not in names:
         sys.exit(f"check_wheel: the wheel lacks {need}")
 if not any(n.startswith("sstkd_ops/_C.") for n in names):

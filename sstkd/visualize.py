@@ -29,7 +29,7 @@ from PIL import Image
 from torch import nn
 
 import sstkd_ops
-from sstkd_ops.contourlet import pdfb_multiple, pdfb_pad
+from sstkd_ops import pdfb_multiple, pdfb_pad
 
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset
 from .models import load_checkpoint

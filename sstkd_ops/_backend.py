@@ -1,4 +1,6 @@
-"""The one place that decides which backend runs an op.
+"""The one place that decides which backend runs an op, and the loading of the compiled ``_C``.
+
+Every public op has a table ``backend -> implementation`` and calls :func:`dispatch`.
 
 Backends:
 
@@ -208,6 +210,16 @@ def select_backend(
         if _available(candidate, x.device)[0]:
             return candidate
     return "reference"
+
+
+def dispatch(fn: str, x: torch.Tensor, backend: str | None, implementations: dict[str, object]):
+    """The implementation of op ``fn`` that runs ``x``: ``implementations[select_backend(...)]``.
+
+    Every public op of every family keeps one table ``backend -> callable`` (always with a
+    ``"reference"`` entry) and calls it through here, so the choice of backend is made in this
+    module only (:func:`select_backend`).
+    """
+    return implementations[select_backend(fn, x, backend, implementations.keys())]
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-namespace sstkd {
+namespace sstkd { namespace linprog {
 
 namespace {
 
@@ -128,36 +128,30 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
 
 void check_program_args(const char* where, const at::Tensor& x, const at::Tensor& instr,
                         const at::Tensor& tables, const at::Tensor& coefs, int64_t out_numel,
-                        int64_t ws_numel, const at::Tensor& adj_instr,
-                        const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
-                        int64_t adj_ws_numel) {
+                        int64_t ws_numel) {
   TORCH_CHECK(x.dim() == 2, where, ": x must be (planes, numel), got sizes ", x.sizes());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, where,
               ": x must be float32 or float64, got ", x.scalar_type());
   TORCH_CHECK(x.size(1) <= kOffsetMask, where, ": x has too many values per plane (",
               x.size(1), ")");
-  const auto check_program = [&](const char* prefix, const at::Tensor& i, const at::Tensor& t,
-                                 const at::Tensor& c) {
-    TORCH_CHECK(i.scalar_type() == at::kLong && i.dim() == 2 && i.size(1) == kInstrCols,
-                where, ": ", prefix, "instr must be int64 (n, ", kInstrCols, "), got ",
-                i.scalar_type(), " ", i.sizes());
-    TORCH_CHECK(t.scalar_type() == at::kInt && t.dim() == 1 && t.numel() >= 1, where, ": ",
-                prefix, "tables must be a non-empty 1-D int32 tensor, got ", t.scalar_type(),
-                " ", t.sizes());
-    TORCH_CHECK(c.scalar_type() == at::kDouble && c.dim() == 1 && c.numel() >= 1, where,
-                ": ", prefix, "coefs must be a non-empty 1-D float64 tensor, got ",
-                c.scalar_type(), " ", c.sizes());
-    for (const at::Tensor* arg : {&i, &t, &c}) {
-      TORCH_CHECK(arg->device() == x.device(), where, ": every tensor must be on x's device (",
-                  x.device(), "), got ", prefix, "instr/tables/coefs on ", arg->device());
-    }
-  };
-  check_program("", instr, tables, coefs);
-  check_program("adj_", adj_instr, adj_tables, adj_coefs);
+  TORCH_CHECK(instr.scalar_type() == at::kLong && instr.dim() == 2 &&
+                  instr.size(1) == kInstrCols,
+              where, ": instr must be int64 (n, ", kInstrCols, "), got ", instr.scalar_type(),
+              " ", instr.sizes());
+  TORCH_CHECK(tables.scalar_type() == at::kInt && tables.dim() == 1 && tables.numel() >= 1,
+              where, ": tables must be a non-empty 1-D int32 tensor, got ",
+              tables.scalar_type(), " ", tables.sizes());
+  TORCH_CHECK(coefs.scalar_type() == at::kDouble && coefs.dim() == 1 && coefs.numel() >= 1,
+              where, ": coefs must be a non-empty 1-D float64 tensor, got ",
+              coefs.scalar_type(), " ", coefs.sizes());
+  for (const at::Tensor* arg : {&instr, &tables, &coefs}) {
+    TORCH_CHECK(arg->device() == x.device(), where, ": every tensor must be on x's device (",
+                x.device(), "), got instr/tables/coefs on ", arg->device());
+  }
   TORCH_CHECK(out_numel >= 0 && out_numel <= kOffsetMask && ws_numel >= 0 &&
-                  ws_numel <= kOffsetMask && adj_ws_numel >= 0 && adj_ws_numel <= kOffsetMask,
-              where, ": out_numel, ws_numel and adj_ws_numel must be in [0, 2**40), got ",
-              out_numel, ", ", ws_numel, ", ", adj_ws_numel);
+                  ws_numel <= kOffsetMask,
+              where, ": out_numel and ws_numel must be in [0, 2**40), got ", out_numel, ", ",
+              ws_numel);
 }
 
 namespace {
@@ -191,18 +185,17 @@ void linear_program_check(const at::Tensor& instr, const at::Tensor& tables,
 
 }  // namespace
 
+}  // namespace linprog
 }  // namespace sstkd
 
 TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
   // x: (P, in_numel) planes; returns (P, out_numel). `instr` (n, 18) int64, `tables` int32,
   // `coefs` float64 (cast to x's dtype by the kernel), all on x's device and validated by
   // linear_program_check; `ws_numel` workspace elements per plane (with the scratch).
-  // The adj_* arguments describe the transpose program; kernels ignore them, autograd runs
-  // them as the backward (and the forward program as the backward of that).
+  // Its backward is the transpose program, run by the same op (sstkd_ops.contourlet.autograd).
   m.def(
       "linear_program(Tensor x, Tensor instr, Tensor tables, Tensor coefs, int out_numel, "
-      "int ws_numel, Tensor adj_instr, Tensor adj_tables, Tensor adj_coefs, int adj_ws_numel) "
-      "-> Tensor");
+      "int ws_numel) -> Tensor");
   // Checks a program's tables (CPU tensors) once: operands, geometry, every table entry.
   m.def(
       "linear_program_check(Tensor instr, Tensor tables, Tensor coefs, int in_numel, "
@@ -210,5 +203,5 @@ TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
 }
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
-  m.impl("linear_program_check", &sstkd::linear_program_check);
+  m.impl("linear_program_check", &sstkd::linprog::linear_program_check);
 }

@@ -27,7 +27,7 @@
 
 #include "../hostdevice.h"
 
-namespace sstkd {
+namespace sstkd { namespace linprog {
 
 constexpr int kInstrCols = 18;
 constexpr int64_t kSpaceShift = 40;
@@ -95,8 +95,7 @@ SSTKD_HD int64_t sep_scratch_numel(const int64_t* c) {
 // dtypes, dims, devices (all on x's), sizes. `where` names the kernel in messages.
 void check_program_args(const char* where, const at::Tensor& x, const at::Tensor& instr,
                         const at::Tensor& tables, const at::Tensor& coefs, int64_t out_numel,
-                        int64_t ws_numel, const at::Tensor& adj_instr,
-                        const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
-                        int64_t adj_ws_numel);
+                        int64_t ws_numel);
 
+}  // namespace linprog
 }  // namespace sstkd

@@ -1,10 +1,10 @@
 // Schemas of the texture-statistics ops (QCO 1-D / 2-D, TEM product, DTIEM).
 //
-// The public entry points live in sstkd_ops/texture_stats.py; these are the fused building
+// The public entry points live in sstkd_ops/texture/ops.py; these are the fused building
 // blocks it composes. Kernels, one file per op family (cosine similarity; QCO and TEM
-// product; DTIEM): csrc/cpu/texture_{cos_sim,qco,dtiem}_cpu.cpp with helpers in
-// csrc/cpu/texture_stats_cpu.h, csrc/cuda/texture_{cos_sim,qco,dtiem}_cuda.cu with helpers in
-// csrc/cuda/texture_stats_cuda.cuh.
+// product; DTIEM): csrc/texture/cpu/texture_{cos_sim,qco,dtiem}_cpu.cpp with helpers in
+// csrc/texture/cpu/texture_stats_cpu.h, csrc/texture/cuda/texture_{cos_sim,qco,dtiem}_cuda.cu with helpers in
+// csrc/texture/cuda/texture_stats_cuda.cuh.
 // Shapes (G = groups: images, or image cells for QCO 2-D; P = pixels of a group):
 //   texstat_cos_sim            x (B, C, H, W), cells S -> s (B, H, W), pixel norms (B, H, W),
 //                              unit cell means (B, S*S, C), cell-mean norms (B, S*S)
@@ -14,10 +14,10 @@
 //   texstat_dtiem              s (B, H, W) -> Q (B, H, W), cooc (B, D, N, N), hist (B, N),
 //                              levels (B, N), raw_hist (B, N)
 // Each *_backward op takes the incoming gradients first and returns the input gradients.
-// Every op checks all its arguments before reading data (csrc/texture_stats_checks.h, shared by
+// Every op checks all its arguments before reading data (csrc/texture/texture_stats_checks.h, shared by
 // the CPU and CUDA kernels): dtype (float32 / float64, one dtype per call; extrema int64), one
 // device, ranks and shapes against each other, 1 <= levels <= kMaxLevels (4096,
-// csrc/texture_stats_math.h; MAX_LEVELS in Python), extrema inside their group. Empty batches
+// csrc/texture/texture_stats_math.h; MAX_LEVELS in Python), extrema inside their group. Empty batches
 // (and C = 0) give empty or zero outputs; groups / images need at least one pixel.
 #include <torch/library.h>
 

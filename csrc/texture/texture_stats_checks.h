@@ -1,5 +1,5 @@
 // Argument checks of the compiled texture-statistics ops, shared by the C++ CPU and the CUDA
-// kernels (schemas in csrc/texture_stats.cpp). Each op checks every argument before it reads
+// kernels (schemas in csrc/texture/texture_stats.cpp). Each op checks every argument before it reads
 // any data: dtype, device (every tensor on the device of the first one), rank, shapes against
 // each other, the level-count limit kMaxLevels and sizes that a launch grid cannot hold.
 // Messages name the op, the argument, what was expected and what was received.
@@ -14,9 +14,9 @@
 
 #include "texture_stats_math.h"
 
-namespace sstkd_texstat_checks {
+namespace sstkd { namespace texture { namespace checks {
 
-using sstkd_texstat_math::kMaxLevels;
+using ::sstkd::kMaxLevels;
 
 // t: float32 / float64 tensor of rank ndim on device dev.
 inline void check_float(const at::Tensor& t, const char* fn, const char* name, int64_t ndim,
@@ -222,4 +222,6 @@ inline void dtiem_backward_args(const at::Tensor& grad_q, const at::Tensor& grad
   check_shape(grad_hist, fn, "grad_hist", {B, N});
 }
 
-}  // namespace sstkd_texstat_checks
+}  // namespace checks
+}  // namespace texture
+}  // namespace sstkd

@@ -4,16 +4,15 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../constants.h"
 #include "../hostdevice.h"
 
-namespace sstkd_texstat_math {
+namespace sstkd { namespace texture { namespace math {
 
 constexpr int kMaxCodes = 4;  // STLNet codes per pixel (2 in exact arithmetic)
-// Largest level count of every texture op on every backend (the same value as
-// sstkd_ops.texture_stats.MAX_LEVELS): bounds the (L, L) co-occurrence and the int32 codes.
-inline constexpr int64_t kMaxLevels = 4096;
-inline constexpr double kNormEps = 1e-12;  // F.normalize's eps
-inline constexpr double kQco2dEps = 1e-6;  // STLNet QCO_2d's epsilon on the co-occurrence total
+using ::sstkd::kMaxLevels;  // the constants shared by every backend (csrc/constants.h)
+using ::sstkd::kNormEps;
+using ::sstkd::kQco2dEps;
 
 template <typename T>
 SSTKD_HD T abs_of(T v) {
@@ -112,4 +111,6 @@ SSTKD_HD int qco_pixel_grad(const T* S, int64_t p, int64_t h, int64_t w, const T
   return n;
 }
 
-}  // namespace sstkd_texstat_math
+}  // namespace math
+}  // namespace texture
+}  // namespace sstkd

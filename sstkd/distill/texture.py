@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sstkd_ops
-from sstkd_ops.contourlet import pdfb_multiple, pdfb_pad
+from sstkd_ops import pdfb_multiple, pdfb_pad
 
 from ..losses.texture import STRUCTURAL_NORMS, standardize_planes, statistical_loss, structural_loss
 

@@ -28,78 +28,47 @@ Conventions shared by every op here:
 * NaN/Inf: the transform is linear and does no checking; non-finite inputs propagate to the
   outputs (through the filter support) like in any convolution.
 * All outputs are differentiable with respect to all inputs, to any order.
-* Backends, chosen by :func:`sstkd_ops._backend.select_backend` from ``backend=`` /
-  ``$SSTKD_BACKEND``: ``"reference"`` (pure PyTorch, autograd through the ops) and the fused
-  ``"cpu"`` (C++), ``"cuda"`` and ``"triton"`` kernels, which run the same reference code
-  traced into a per-plane program (:mod:`sstkd_ops._contourlet_programs`) with a
-  hand-derived exact adjoint as the backward. Every backend is deterministic.
+* Backends, chosen by :func:`sstkd_ops._backend.dispatch` from each op's table and
+  ``backend=`` / ``$SSTKD_BACKEND``: ``"reference"`` (pure PyTorch,
+  :mod:`sstkd_ops.contourlet.reference`, autograd through the ops) and the fused ``"cpu"``
+  (C++), ``"cuda"`` and ``"triton"`` kernels (:mod:`sstkd_ops.contourlet.fused`), which run
+  the same reference code traced into a per-plane program (:mod:`sstkd_ops.contourlet.tracer`)
+  with its exact adjoint as the backward (:mod:`sstkd_ops.contourlet.autograd`). Size rules
+  are in :mod:`sstkd_ops.contourlet.shapes`. Every backend is deterministic.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 
-from .._backend import select_backend
+from .. import _backend
 from .._checks import check_choice, check_int, check_tensor
-from . import autograd as _fused
-from .filters import DFB_FILTERS, LADDER_FILTERS, LP_FILTERS
+from . import fused
+from .filters import DFB_FILTERS, LP_FILTERS
 from .reference import pyramid as _ref
-from .tracer import band_shapes, dfb_image_shape
+from .shapes import dfb_band_shapes, dfb_image_shape, dfb_levels, dfb_multiple, pdfb_multiple
 
 __all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec", "pdfb_pad",
            "pdfb_multiple", "dfb_band_shapes", "LP_FILTERS", "DFB_FILTERS"]
 
-# op -> backend -> implementation. The fused backends run the traced program of the same
-# reference code (sstkd_ops._contourlet_fused); adding a backend is one entry per op.
+_FUSED = ("cpu", "cuda", "triton")
+# op -> backend -> implementation, all with the reference's arguments (already validated).
+# The fused backends run the traced program of the same reference code.
 _IMPLS = {
-    "lp_dec": {"reference": _ref.lp_dec},
-    "lp_rec": {"reference": _ref.lp_rec},
-    "dfb_dec": {"reference": _ref.dfb_dec},
-    "dfb_rec": {"reference": _ref.dfb_rec},
-    "pdfb_dec": {"reference": _ref.pdfb_dec},
-    "pdfb_rec": {"reference": _ref.pdfb_rec},
+    name: {"reference": getattr(_ref, name),
+           **{b: functools.partial(getattr(fused, name), b) for b in _FUSED}}
+    for name in ("lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec")
 }
-for _name in ("cpu", "cuda", "triton"):
-    for _op, _fn in _fused.implementations(_name).items():
-        _IMPLS[_op][_name] = _fn
 
 
 def _impl(fn: str, x: torch.Tensor, backend: str | None):
-    impls = _IMPLS[fn]
-    return impls[select_backend(fn, x, backend, implemented=impls.keys())]
+    return _backend.dispatch(fn, x, backend, _IMPLS[fn])
 
 
-# ----------------------------------------------------------------------------- size rules
-def _dfb_multiple(nlev: int, dfilt: str = "pkva") -> int:
-    if nlev == 2 and dfilt not in LADDER_FILTERS:
-        # The general tree's second level extends its input quincunx-periodically, which is
-        # only consistent with the quincunx sampling when H/2 + W/2 is even.
-        return 4
-    return 1 if nlev == 0 else 2 ** max(1, nlev - 1)
-
-
-def dfb_band_shapes(height: int, width: int, nlev: int) -> list[tuple[int, int]]:
-    """Subband shapes ``(h, w)`` of an ``nlev``-level DFB on an ``height x width`` image.
-
-    ``nlev = 0``: the image itself; ``1``: two bands of ``(H/2, W)``; ``>= 2``: bands
-    ``k < 2**(nlev-1)`` are ``(H/2**(nlev-1), W/2)``, the others ``(H/2, W/2**(nlev-1))``.
-    """
-    return band_shapes(height, width, nlev)
-
-
-def pdfb_multiple(nlevs: Sequence[int], dfilt: str = "pkva") -> int:
-    """The power of two that H and W must be divisible by for ``pdfb_dec(nlevs=nlevs)``.
-
-    ``max_i 2**(J-1-i) * max(2, 2**(nlevs[i]-1))`` with ``J = len(nlevs)``, except that a
-    2-level general-tree DFB (``dfilt`` not ``pkva*``) needs its image to be a multiple of 4.
-    """
-    levels = len(nlevs)
-    return max([2 ** (levels - 1 - i) * max(2, _dfb_multiple(n, dfilt))
-                for i, n in enumerate(nlevs)], default=1)
-
-
+# ----------------------------------------------------------------------------- argument checks
 def _check_nlevs(fn: str, nlevs: object) -> tuple[int, ...]:
     if isinstance(nlevs, (str, bytes)) or not isinstance(nlevs, Sequence):
         raise TypeError(f"{fn}: argument 'nlevs' expected a sequence of ints (DFB levels per "
@@ -178,7 +147,7 @@ def lp_dec(x: torch.Tensor, pfilt: str = "9-7", *,
     """One Laplacian-pyramid level (toolbox ``lpdec``), periodic boundaries.
 
     ``coarse = down2(H x)`` keeping even rows/columns, ``detail = x - G up2(coarse)``, with the
-    separable lowpass pair ``(h, g)`` of :func:`sstkd_ops.filters.pfilters`.
+    separable lowpass pair ``(h, g)`` of :func:`sstkd_ops.contourlet.filters.pfilters`.
 
     Args:
         x: ``(B, C, H, W)`` float32/float64, H and W even.
@@ -259,7 +228,7 @@ def dfb_dec(x: torch.Tensor, dfilt: str = "pkva", nlev: int = 3, *,
     check_choice(fn, "dfilt", dfilt, DFB_FILTERS)
     nlev = check_int(fn, "nlev", nlev, minimum=0)
     if nlev:
-        _check_divisible(fn, "x", x, _dfb_multiple(nlev, dfilt),
+        _check_divisible(fn, "x", x, dfb_multiple(nlev, dfilt),
                          f"needed by nlev={nlev}, dfilt={dfilt!r}")
     return _impl(fn, x, backend)(x, dfilt, nlev)
 
@@ -271,7 +240,7 @@ def _check_dfb_bands(fn: str, name: str, bands: object, ref: torch.Tensor | None
         raise TypeError(f"{fn}: argument '{name}' expected a non-empty list of tensors, got "
                         f"{type(bands).__name__}")
     count = len(bands)
-    nlev = count.bit_length() - 1
+    nlev = dfb_levels(count)
     if count != 2 ** nlev:
         raise ValueError(f"{fn}: argument '{name}' expected 2**nlev subbands, got {count}")
     first = check_tensor(fn, f"{name}[0]", bands[0], ndim=4, min_size=(None, None, 1, 1))

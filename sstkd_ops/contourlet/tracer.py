@@ -1,6 +1,6 @@
 """Compile the reference contourlet transforms into linear programs, by tracing them.
 
-The reference functions (:mod:`sstkd_ops.reference`) are run on :class:`SymPlanes`, a
+The reference functions (:mod:`sstkd_ops.contourlet.reference`) are run on :class:`SymPlanes`, a
 symbolic stack of planes that implements exactly the operations they use: index selections
 (``x[:, rows, cols]``, strided slices, ``torch.roll``, ``torch.stack`` + ``reshape``,
 ``torch.zeros_like``), ``conv2d`` with a fixed filter, and linear arithmetic. Selections are
@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from ..linprog.program import Program, ProgramBuilder, Region
+from .filters import pfilters
 from .reference import dfb as _ref_dfb
 from .reference import pyramid as _ref
+from .shapes import num_bands
 
 _Term = tuple[float, Region, torch.Tensor]  # value += coef * region.flatten()[table]
 
@@ -199,12 +201,12 @@ def programs(op: str, shapes: tuple[tuple[int, int], ...], pfilt: str = "", dfil
     """
     if op == "lp_dec":
         def fn(x):
-            h, g = _ref._filters.pfilters(pfilt, torch.float64, "cpu")
-            return list(_ref._lp_dec_planes(x, h, g))
+            h, g = pfilters(pfilt, torch.float64, "cpu")
+            return list(_ref.lp_dec_planes(x, h, g))
     elif op == "lp_rec":
         def fn(c, d):
-            h, g = _ref._filters.pfilters(pfilt, torch.float64, "cpu")
-            return [_ref._lp_rec_planes(c, d, h, g)]
+            h, g = pfilters(pfilt, torch.float64, "cpu")
+            return [_ref.lp_rec_planes(c, d, h, g)]
     elif op == "dfb_dec":
         def fn(x):
             return list(_ref_dfb.dfb_dec(x, dfilt, nlevs[0]))
@@ -215,7 +217,7 @@ def programs(op: str, shapes: tuple[tuple[int, int], ...], pfilt: str = "", dfil
         def fn(x):
             return _flatten_bands(*_ref.pdfb_dec_planes(x, pfilt, dfilt, nlevs))
     elif op == "pdfb_rec":
-        counts = [3 if n == 0 else 2 ** n for n in nlevs]
+        counts = [num_bands(n) for n in nlevs]
 
         def fn(low, *flat):
             bands, i = [], 0
@@ -227,49 +229,3 @@ def programs(op: str, shapes: tuple[tuple[int, int], ...], pfilt: str = "", dfil
         raise ValueError(f"unknown contourlet op {op!r}")
     prog = _trace(shapes, fn)
     return prog, prog.adjoint()
-
-
-def num_bands(nlev: int) -> int:
-    return 3 if nlev == 0 else 2 ** nlev
-
-
-def band_shapes(height: int, width: int, nlev: int) -> list[tuple[int, int]]:
-    """Subband shapes of an ``nlev``-level DFB on a ``height x width`` image (see
-    :func:`sstkd_ops.contourlet.dfb_band_shapes`)."""
-    if nlev == 0:
-        return [(height, width)]
-    if nlev == 1:
-        return [(height // 2, width)] * 2
-    half = 2 ** (nlev - 1)
-    return [(height // half, width // 2)] * half + [(height // 2, width // half)] * half
-
-
-def dfb_image_shape(first_band: tuple[int, int], nlev: int) -> tuple[int, int]:
-    """The image size an ``nlev``-level DFB came from, given its first subband's shape."""
-    h, w = first_band
-    if nlev == 0:
-        return h, w
-    return (2 * h, w) if nlev == 1 else (h * 2 ** (nlev - 1), 2 * w)
-
-
-def op_output_shapes(op: str, shapes: Sequence[tuple[int, int]],
-                     nlevs: Sequence[int]) -> list[tuple[int, int]]:
-    """Per-plane output shapes of ``op`` for input ``shapes`` (plain arithmetic, no tracing)."""
-    h, w = shapes[0]
-    if op == "lp_dec":
-        return [(h // 2, w // 2), (h, w)]
-    if op == "lp_rec":
-        return [shapes[1]]
-    if op == "dfb_dec":
-        return band_shapes(h, w, nlevs[0])
-    if op == "dfb_rec":
-        return [dfb_image_shape(shapes[0], nlevs[0])]
-    depth = len(nlevs)
-    if op == "pdfb_rec":
-        return [(h * 2 ** depth, w * 2 ** depth)]
-    out = [(h // 2 ** depth, w // 2 ** depth)]
-    for i, n in enumerate(nlevs):
-        hi, wi = h // 2 ** (depth - 1 - i), w // 2 ** (depth - 1 - i)
-        out += [(hi // 2, wi // 2)] * 3 if n == 0 else band_shapes(hi, wi, n)
-    return out
-

@@ -10,6 +10,7 @@ transpose comes from :meth:`Program.adjoint`. This package knows nothing of cont
   (C++ / CUDA from ``csrc/linprog/``, Triton from :mod:`.triton_kernel`).
 """
 
+from .interpreter import run_torch
 from .program import Program, ProgramBuilder, Region
 
-__all__ = ["Program", "ProgramBuilder", "Region"]
+__all__ = ["Program", "ProgramBuilder", "Region", "run_torch"]

@@ -1,14 +1,16 @@
 """Fixed linear maps of image planes, compiled to a small instruction list ("program").
 
-The fused backends of the contourlet transform run such programs: ``_C`` (C++, one plane per
-task with the plane's intermediates in a cache-sized workspace), CUDA and Triton. A program is
+The fused backends of the contourlet transform run such programs (:mod:`.runtime`): ``_C``
+(C++, one plane per task with the plane's intermediates in a cache-sized workspace), CUDA and
+Triton. A program is
 built once per (transform, plane size, dtype-independent) configuration with
 :class:`ProgramBuilder`; its exact transpose (the adjoint, i.e. the gradient) is derived
 mechanically by :meth:`Program.adjoint`, so backward needs nothing but shapes, and the adjoint
 of the adjoint is the forward again (double backward for free).
 
-Instruction semantics are documented in ``csrc/linear_program.h``; :func:`run_torch` is a
-plain-PyTorch interpreter of the same instructions, used to check programs and kernels.
+Instruction semantics are documented in ``csrc/linprog/linear_program.h``;
+:func:`sstkd_ops.linprog.interpreter.run_torch` is a plain-PyTorch interpreter of the same
+instructions, used to check programs and kernels.
 """
 
 from __future__ import annotations
@@ -286,7 +288,7 @@ class Program:
     def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """``(instr int64 (n, 18), tables int32, coefs float64, ws_total)`` for the kernels.
 
-        The row layout is documented in ``csrc/linear_program.h``. The separable passes'
+        The row layout is documented in ``csrc/linprog/linear_program.h``. The separable passes'
         intermediate is a workspace region after the program's own (operand in column 3), so
         ``ws_total`` (the kernels' workspace per plane) is ``ws_numel`` plus the largest one;
         a scatter-add's column 6 holds its largest number of sources per destination.
@@ -347,57 +349,3 @@ class Program:
         table = torch.cat(tables) if tables else torch.zeros(1, dtype=torch.int32)
         coef = torch.tensor(coefs if coefs else [0.0], dtype=torch.float64)
         return instr, table, coef, self.ws_numel + scratch
-
-
-def run_torch(program: Program, x: torch.Tensor) -> torch.Tensor:
-    """Plain-PyTorch interpreter: ``x (P, in_numel) -> (P, out_numel)``."""
-    planes = x.shape[0]
-    spaces = {IN: x, OUT: x.new_zeros(planes, program.out_numel),
-              WS: x.new_zeros(planes, max(program.ws_numel, 1))}
-
-    def view(r: Region) -> torch.Tensor:
-        return spaces[r.space][:, r.offset:r.offset + r.numel].view(planes, r.h, r.w)
-
-    def flat(r: Region) -> torch.Tensor:
-        return spaces[r.space][:, r.offset:r.offset + r.numel]
-
-    for ins in program.instrs:
-        acc = bool(ins.op & ACCUMULATE)
-        op = ins.op & ~ACCUMULATE
-        dst = flat(ins.dst)
-        if op == ZERO:
-            dst.zero_()
-        elif op == GATHER:
-            tab = ins.table.to(x.device)
-            val = flat(ins.a)[:, tab.clamp(min=0)] * (tab >= 0).to(x.dtype)
-            dst.add_(val) if acc else dst.copy_(val)
-        elif op == SCATTER_ADD:
-            tab = ins.table.to(x.device)
-            keep = tab >= 0
-            dst.index_add_(1, tab[keep], flat(ins.a)[:, keep])
-        elif op in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
-            s1, p1, s2, p2 = ins.stride
-            if op in (SEP_CORR, SEP_CORR_T):
-                k = (torch.tensor(ins.f1, dtype=x.dtype, device=x.device).view(-1, 1)
-                     * torch.tensor(ins.f2, dtype=x.dtype, device=x.device).view(1, -1))
-            else:
-                k = torch.tensor(ins.f1, dtype=x.dtype, device=x.device).view(ins.kshape)
-            k = k.view(1, 1, *k.shape)
-            if op in (SEP_CORR, CORR2D):
-                src = view(ins.a)[:, None, p1:, p2:]
-                val = torch.nn.functional.conv2d(src, k, stride=(s1, s2))
-                val = val[:, 0, :ins.dst.h, :ins.dst.w].reshape(planes, -1)
-                dst.add_(val) if acc else dst.copy_(val)
-            else:
-                g = view(ins.a)[:, None]
-                span = ((g.shape[2] - 1) * s1 + k.shape[2], (g.shape[3] - 1) * s2 + k.shape[3])
-                val = torch.nn.functional.conv_transpose2d(g, k, stride=(s1, s2))[:, 0]
-                d = view(ins.dst)
-                d[:, p1:p1 + span[0], p2:p2 + span[1]] += val
-        elif op == AXPBY:
-            dst.copy_(ins.f1[0] * flat(ins.a) + ins.f2[0] * flat(ins.b))
-        elif op == AXPY:
-            dst.add_(ins.f1[0] * flat(ins.a))
-        else:  # pragma: no cover
-            raise ValueError(f"linear program: unknown opcode {ins.op}")
-    return spaces[OUT]

@@ -1,10 +1,11 @@
-"""Autograd-aware execution of linear programs (see :mod:`sstkd_ops._linear_program`).
+"""Run linear programs (:mod:`sstkd_ops.linprog.program`) with the kernels.
 
-Two ops share one contract: ``sstkd_ops::linear_program`` (C++ and CUDA kernels from
-``csrc/``) and ``sstkd_ops::linear_program_triton`` (Triton kernels). Each takes the program
-*and* its transpose; the registered backward runs the transpose with the same op, so
-gradients of any order exist, ``torch.compile(fullgraph=True)`` sees one opaque op per call,
-and nothing is saved for backward but the constant programs.
+A program is validated once on the host (:func:`validate`), its packed tables are copied once
+per device (:func:`packed_on`), and :func:`run` calls the kernel of a backend: the compiled op
+``sstkd_ops::linear_program`` (``cpu``: C++, ``cuda``: CUDA, from ``csrc/linprog/``) or the
+Triton kernel (:mod:`sstkd_ops.linprog.triton_kernel`). Nothing here has autograd of its own:
+a program's gradient is its adjoint, run by the same function (the contourlet family registers
+that as the backward of its one custom op, :mod:`sstkd_ops.contourlet.autograd`).
 """
 
 from __future__ import annotations
@@ -15,47 +16,6 @@ import torch
 
 from .. import _backend
 from .program import Program
-
-
-def _register_autograd(name: str, op) -> None:
-    def fake(x, instr, tables, coefs, out_numel, ws_numel, adj_instr, adj_tables, adj_coefs,
-             adj_ws_numel):
-        return x.new_empty((x.shape[0], out_numel))
-
-    def setup(ctx, inputs, output):
-        x, instr, tables, coefs, out_numel, ws_numel, ai, at, ac, aws = inputs
-        ctx.programs = (instr, tables, coefs, ws_numel, ai, at, ac, aws)
-        ctx.in_numel = x.shape[1]
-
-    def backward(ctx, grad):
-        instr, tables, coefs, ws_numel, ai, at, ac, aws = ctx.programs
-        grad_x = op(grad.contiguous(), ai, at, ac, ctx.in_numel, aws, instr, tables, coefs,
-                    ws_numel)
-        return (grad_x,) + (None,) * 9
-
-    torch.library.register_fake(name)(fake)
-    torch.library.register_autograd(name, backward, setup_context=setup)
-
-
-@torch.library.custom_op("sstkd_ops::linear_program_triton", mutates_args=())
-def _linear_program_triton(x: torch.Tensor, instr: torch.Tensor, tables: torch.Tensor,
-                           coefs: torch.Tensor, out_numel: int, ws_numel: int,
-                           adj_instr: torch.Tensor, adj_tables: torch.Tensor,
-                           adj_coefs: torch.Tensor, adj_ws_numel: int) -> torch.Tensor:
-    from .triton_kernel import run
-
-    return run(x, instr, tables, coefs, out_numel, ws_numel)
-
-
-_register_autograd("sstkd_ops::linear_program_triton", _linear_program_triton)
-
-
-@functools.cache
-def _register_compiled() -> bool:
-    if _backend.extension() is None:
-        return False
-    _register_autograd("sstkd_ops::linear_program", torch.ops.sstkd_ops.linear_program)
-    return True
 
 
 def validate(program: Program) -> None:
@@ -85,37 +45,21 @@ def packed_on(program: Program, device: torch.device
     return instr.to(device), tables.to(device), coefs.to(device), ws_total
 
 
-def raw_kernel(backend: str):
-    """``f(x, instr, tables, coefs, out_numel, ws_numel)`` running a packed program with
-    ``backend`` ('cpu', 'cuda' or 'triton') and no autograd of its own."""
+def run(program: Program, x: torch.Tensor, backend: str) -> torch.Tensor:
+    """Run ``program`` on planes ``x (P, in_numel)`` with ``backend`` (``'cpu'``, ``'cuda'`` or
+    ``'triton'``); returns ``(P, out_numel)`` in ``x``'s dtype. Not differentiable by itself.
+    """
+    if x.shape[1] != program.in_numel:
+        raise ValueError(f"linprog.run: argument 'x' expected {program.in_numel} values per "
+                         f"plane, got shape {tuple(x.shape)}")
+    instr, tables, coefs, ws_total = packed_on(program, x.device)
+    x = x.contiguous()
     if backend == "triton":
-        from .triton_kernel import run
+        from .triton_kernel import run as run_triton
 
-        return run
+        return run_triton(x, instr, tables, coefs, program.out_numel, ws_total)
     if _backend.extension() is None:
         raise _backend.BackendUnavailableError(
             f"linear programs need the compiled extension ({_backend.extension_error()})")
-
-    def run_compiled(x, instr, tables, coefs, out_numel, ws_numel):
-        return torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs, out_numel, ws_numel,
-                                                  instr, tables, coefs, ws_numel)
-
-    return run_compiled
-
-
-def run_program(x: torch.Tensor, program: Program, adjoint: Program, backend: str
-                ) -> torch.Tensor:
-    """Run ``program`` on planes ``x (P, in_numel)`` with ``backend`` ('cpu', 'cuda', 'triton').
-
-    Differentiable (any order); the backward runs ``adjoint`` with the same backend.
-    """
-    if backend == "triton":
-        op = torch.ops.sstkd_ops.linear_program_triton
-    else:
-        if not _register_compiled():
-            raise _backend.BackendUnavailableError(
-                f"linear programs need the compiled extension ({_backend.extension_error()})")
-        op = torch.ops.sstkd_ops.linear_program
-    fi, ft, fc, fws = packed_on(program, x.device)
-    ai, at, ac, aws = packed_on(adjoint, x.device)
-    return op(x.contiguous(), fi, ft, fc, program.out_numel, fws, ai, at, ac, aws)
+    return torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs, program.out_numel,
+                                              ws_total)

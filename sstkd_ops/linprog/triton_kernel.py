@@ -1,8 +1,8 @@
-"""Triton kernel that runs linear programs (see :mod:`sstkd_ops._linear_program`).
+"""Triton kernel that runs linear programs (see :mod:`sstkd_ops.linprog.program`).
 
 One launch per call: each program instance takes planes ``pid, pid + grid, ...`` and runs the
 whole instruction list on each, one instruction after the other, with a block barrier
-between instructions (like the CUDA kernel, ``csrc/cuda/linear_program_cuda.cu``); its
+between instructions (like the CUDA kernel, ``csrc/linprog/cuda/linear_program_cuda.cu``); its
 workspace row is reused from plane to plane. The instruction table, index tables and
 coefficients stay on the device and are read by the kernel, so a call does no host
 synchronisation and can be captured in a CUDA graph. Every transpose is evaluated in gather
@@ -220,7 +220,7 @@ def grid_size(planes: int, ws_bytes: int, device: torch.device) -> int:
 def run(x: torch.Tensor, instr: torch.Tensor, tables: torch.Tensor, coefs: torch.Tensor,
         out_numel: int, ws_numel: int) -> torch.Tensor:
     """Run a packed, validated program (``instr``, ``tables``, ``coefs`` on ``x``'s device,
-    see :func:`sstkd_ops._program_op.packed_on`) on planes ``x (P, in_numel)``."""
+    see :func:`sstkd_ops.linprog.runtime.packed_on`) on planes ``x (P, in_numel)``."""
     planes = x.shape[0]
     if max(x.shape[1], out_numel, ws_numel) >= 2**31:
         raise ValueError(f"linear_program (triton): planes of up to 2**31 - 1 values are "

@@ -2,10 +2,14 @@
 
 * :mod:`.ops` -- the public ops and their argument checks;
 * :mod:`.reference` -- the plain-PyTorch reference (oracle and fallback);
-* :mod:`.autograd` -- backward and fake functions of the fused building blocks;
+* :mod:`.fused` -- the fused implementations (``cpu``, ``cuda``, ``triton``) composing the
+  building blocks of each backend;
+* :mod:`.autograd` -- backward and fake functions of the fused building blocks, registered by
+  :func:`.autograd.register` below;
 * :mod:`.triton` -- the Triton kernels (the C++ and CUDA ones are in ``csrc/texture/``).
 """
 
+from . import autograd
 from .ops import (
     MAX_LEVELS,
     QCO1d,
@@ -19,3 +23,5 @@ from .ops import (
 
 __all__ = ["MAX_LEVELS", "QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d",
            "set_finite_checks", "texture_equalize"]
+
+autograd.register()

@@ -1,11 +1,12 @@
 """Autograd and fake (meta) registration of the fused texture-statistics building blocks.
 
-The compiled ops ``torch.ops.sstkd_ops.texstat_*`` (schemas in ``csrc/texture_stats.cpp``,
-kernels in ``csrc/cpu`` and ``csrc/cuda``) and the Triton ops of
-:mod:`sstkd_ops.triton.texture_stats` (same signatures, suffix ``_triton``) get their
-hand-written backward and their fake implementation here, once for both, so that
-``torch.compile(fullgraph=True)`` and ``torch.library.opcheck`` work. The public functions in
-:mod:`sstkd_ops.texture_stats` compose them:
+The compiled ops ``torch.ops.sstkd_ops.texstat_*`` (schemas in ``csrc/texture/texture_stats.cpp``,
+kernels in ``csrc/texture/cpu`` and ``csrc/texture/cuda``) and the Triton ops of
+:mod:`sstkd_ops.texture.triton` (same signatures, suffix ``_triton``) get their hand-written
+backward and their fake implementation here, once for both, so that
+``torch.compile(fullgraph=True)`` and ``torch.library.opcheck`` work. :func:`register`, called
+once by ``sstkd_ops.texture``'s ``__init__``, registers them. The fused implementations
+(:mod:`sstkd_ops.texture.fused`) compose them:
 
 * ``cos_sim``: ``x (B, C, H, W) -> s (B, H, W)`` (two passes over x forward, two backward);
 * ``qco``: STLNet's levels and (co-)counts of ``s`` per group;
@@ -15,7 +16,10 @@ hand-written backward and their fake implementation here, once for both, so that
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 
@@ -23,7 +27,39 @@ from .. import _backend
 
 KINDS = ("cos_sim", "qco", "qco_tem", "dtiem")
 _NAMES = tuple(f"texstat_{k}" for k in KINDS)
+_TRITON = __package__ + ".triton"
 _registered = False
+_triton_registered = False
+
+
+def register() -> None:
+    """Register the backward and fake functions of every building block that can run here:
+    the compiled ops when the extension is loaded, the Triton ops when Triton can run (a GPU,
+    or the interpreter). Done once, at import, so that dispatch under ``torch.compile`` is
+    plain reads."""
+    ensure_registered()
+    if _backend.has_triton() and (torch.cuda.is_available() or _backend.triton_interpreted()):
+        register_triton()
+
+
+def register_triton() -> ModuleType:
+    """Import the Triton building blocks (:mod:`sstkd_ops.texture.triton`, which defines them
+    as custom ops) and register their backward and fake functions once; return the module."""
+    global _triton_registered
+    module = importlib.import_module(_TRITON)
+    if not _triton_registered:
+        for kind in KINDS:
+            wire(kind, getattr(module, f"texstat_{kind}"),
+                 getattr(module, f"texstat_{kind}_backward"))
+        _triton_registered = True
+    return module
+
+
+def triton_blocks() -> ModuleType:
+    """The Triton building blocks, registered (on first eager use if Triton could not run when
+    the package was imported, e.g. ``TRITON_INTERPRET`` set later)."""
+    module = sys.modules.get(_TRITON)
+    return module if module is not None and _triton_registered else register_triton()
 
 
 def compiled_ops_present() -> bool:

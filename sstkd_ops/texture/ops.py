@@ -1,6 +1,7 @@
 """Texture statistics: STLNet's quantize-and-count (QCO) and DTIEM intensity equalisation.
 
-Public ops (METHOD.md section 4):
+Public ops (METHOD.md section 4), each validating its arguments and dispatching through its
+table backend -> implementation (:func:`sstkd_ops._backend.dispatch`):
 
 * :func:`qco_1d` -- STLNet ``QCO_1d``, parameter-free part: levels and normalised counts.
 * :func:`qco_2d` -- STLNet ``QCO_2d``: per-cell co-occurrence with the (+1, +1) neighbour.
@@ -10,10 +11,10 @@ Public ops (METHOD.md section 4):
 
 The fused backends (``cpu``: C++, ``cuda``: CUDA, ``triton``) never build the ``(B, N, H*W)``
 code or the ``(B, N, N, H*W)`` co-occurrence tensors: their extra memory is
-``O(B*H*W + B*N*N)``. ``reference`` (plain PyTorch, :mod:`sstkd_ops.reference.texture_stats`)
-builds them and is the oracle. The C++ and CUDA kernels reduce in a fixed order, so results are
-bitwise reproducible run to run; the Triton kernels too (per-program partial sums reduced in a
-fixed order, no atomics).
+``O(B*H*W + B*N*N)`` (:mod:`sstkd_ops.texture.fused`). ``reference`` (plain PyTorch,
+:mod:`sstkd_ops.texture.reference`) builds them and is the oracle. The C++ and CUDA kernels
+reduce in a fixed order, so results are bitwise reproducible run to run; the Triton kernels
+too (per-program partial sums reduced in a fixed order, no atomics).
 
 Non-finite input: NaN or Inf anywhere in ``x`` makes every texture intensity of that image
 non-finite. Checking for it costs a device synchronisation, so the ops do not check by default:
@@ -28,29 +29,30 @@ zero image), leaving the other images as they are; the C++ CPU kernels raise ``R
 read a device value on the host in forward or backward (no ``.item()``: CUDA-graph
 capturable).
 
-Limits: level counts are at most :data:`MAX_LEVELS` (4096, the same constant as ``kMaxLevels``
-in ``csrc/texture_stats_math.h``) on every backend. Batches and channels may be empty
-(``B = 0`` or ``C = 0``: an all-zero pixel vector, ``S = 0``); images need at least one pixel.
+Limits: level counts are at most :data:`MAX_LEVELS` (4096, :mod:`sstkd_ops.constants`, the
+same value as ``kMaxLevels`` in ``csrc/constants.h``) on every backend. Batches and channels
+may be empty (``B = 0`` or ``C = 0``: an all-zero pixel vector, ``S = 0``); images need at
+least one pixel.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
 from .. import _backend, _checks
-from . import autograd as _ops
+from ..constants import MAX_LEVELS
+from . import fused
 from . import reference as _ref
+
+__all__ = ["MAX_LEVELS", "QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d",
+           "set_finite_checks", "texture_equalize"]
 
 _FUSED = ("cpu", "cuda", "triton")  # every op has all fused backends
 
-#: Largest level count (``num_levels``, ``L`` of :func:`qco_1d_tem`) on every backend; the
-#: compiled kernels check the same value (``kMaxLevels`` in ``csrc/texture_stats_math.h``).
-MAX_LEVELS = 4096
 
 set_finite_checks = _checks.set_finite_checks
 
@@ -72,27 +74,33 @@ class TextureStats(NamedTuple):
     levels: torch.Tensor  #: (B, N) quantisation levels (no gradient)
 
 
-# Registration happens at import, so that dispatch under torch.compile is plain reads: the
-# compiled ops' autograd/fake functions when the extension is loaded, and the Triton module
-# when Triton can run here (a GPU, or the interpreter).
-_ops.ensure_registered()
-if _backend.has_triton() and (torch.cuda.is_available() or _backend.triton_interpreted()):
-    importlib.import_module(".triton", __package__)
+def _qco_1d_reference(x: torch.Tensor, num_levels: int):
+    _checks.debug_check_finite("qco_1d", "x", x)
+    return _ref.qco_1d(x, num_levels)
 
 
-def _select(fn: str, x: torch.Tensor, backend: str | None) -> str:
-    """The backend for ``fn`` on ``x`` (:func:`sstkd_ops._backend.select_backend`)."""
-    be = _backend.select_backend(fn, x, backend, _FUSED)
-    if be == "triton" and __package__ + ".triton" not in sys.modules:
-        importlib.import_module(".triton", __package__)  # eager first use
-    return be
+def _qco_2d_reference(x: torch.Tensor, num_levels: int, scale: int):
+    _checks.debug_check_finite("qco_2d", "x", x)
+    return _ref.qco_2d(x, num_levels, scale)
 
 
-def _fused_ops(backend: str):
-    """The building blocks of a fused backend (``cpu``/``cuda``: compiled, ``triton``)."""
-    if backend == "triton":
-        return sys.modules[__package__ + ".triton"]
-    return torch.ops.sstkd_ops
+def _texture_equalize_reference(x: torch.Tensor, num_levels: int, iters: int, theta: float,
+                                offsets: tuple[tuple[int, int], ...]):
+    _checks.debug_check_finite("texture_equalize", "x", x)
+    return _ref.texture_equalize(x, num_levels, iters, theta, offsets)
+
+
+def _table(reference, fused_impl) -> dict:
+    return {"reference": reference, **{b: functools.partial(fused_impl, b) for b in _FUSED}}
+
+
+# op -> backend -> implementation, all with the reference's arguments (already validated)
+_IMPLS = {
+    "qco_1d": _table(_qco_1d_reference, fused.qco_1d),
+    "qco_2d": _table(_qco_2d_reference, fused.qco_2d),
+    "qco_1d_tem": _table(_ref.qco_1d_tem, fused.qco_1d_tem),
+    "texture_equalize": _table(_texture_equalize_reference, fused.texture_equalize),
+}
 
 
 def _check_x(fn: str, x: object) -> torch.Tensor:
@@ -101,10 +109,6 @@ def _check_x(fn: str, x: object) -> torch.Tensor:
 
 def _check_levels(fn: str, name: str, value: object) -> int:
     return _checks.check_int(fn, name, value, minimum=1, maximum=MAX_LEVELS)
-
-
-def _check_s_finite(fn: str, s: torch.Tensor) -> None:
-    _checks.debug_check_finite(fn, "x", s, derived="texture intensity")
 
 
 def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> QCO1d:
@@ -137,15 +141,7 @@ def qco_1d(x: torch.Tensor, num_levels: int, *, backend: str | None = None) -> Q
     fn = "qco_1d"
     x = _check_x(fn, x)
     L = _check_levels(fn, "num_levels", num_levels)
-    be = _select(fn, x, backend)
-    if be == "reference":
-        _checks.debug_check_finite(fn, "x", x)
-        return QCO1d(*_ref.qco_1d(x, L))
-    ops = _fused_ops(be)
-    s = ops.texstat_cos_sim(x, 1)[0]
-    _check_s_finite(fn, s)
-    levels, sta = ops.texstat_qco(s, L, False)[:2]
-    return QCO1d(levels, sta, s)
+    return QCO1d(*_backend.dispatch(fn, x, backend, _IMPLS[fn])(x, L))
 
 
 def _qco_2d_sizes(fn: str, shape: torch.Size, L: int, S: int) -> None:
@@ -194,18 +190,7 @@ def qco_2d(x: torch.Tensor, num_levels: int, scale: int = 1, *,
     L = _check_levels(fn, "num_levels", num_levels)
     S = _checks.check_int(fn, "scale", scale, minimum=1)
     _qco_2d_sizes(fn, x.shape, L, S)
-    be = _select(fn, x, backend)
-    if be == "reference":
-        _checks.debug_check_finite(fn, "x", x)
-        return _ref.qco_2d(x, L, S)
-    ops = _fused_ops(be)
-    xp = _ref.qco_2d_pool(x, L)
-    s = ops.texstat_cos_sim(xp, S)[0]
-    _check_s_finite(fn, s)
-    cells = _ref.cells_view(s, S)  # (B, S*S, h, w), O(B*H*W)
-    B, G, h, w = cells.shape
-    levels, sta = ops.texstat_qco(cells.reshape(B * G, h, w), L, True)[:2]
-    return levels.reshape(B, G, L), sta.reshape(B, G, L, L)
+    return _backend.dispatch(fn, x, backend, _IMPLS[fn])(x, L, S)
 
 
 def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
@@ -249,15 +234,9 @@ def qco_1d_tem(f: torch.Tensor, cos_sim: torch.Tensor, levels: torch.Tensor, *,
         raise TypeError(f"{fn}: argument 'f' expected the dtype of cos_sim and levels, got "
                         f"{f.dtype}, {cos_sim.dtype}, {levels.dtype}")
     _checks.check_same_device(fn, {"f": f, "cos_sim": cos_sim, "levels": levels})
-    be = _select(fn, f, backend)
+    impl = _backend.dispatch(fn, f, backend, _IMPLS[fn])
     _checks.debug_check_finite(fn, "cos_sim", cos_sim)
-    if be == "reference":
-        return _ref.qco_1d_tem(f, cos_sim, levels)
-    ops = _fused_ops(be)
-    H, W = cos_sim.shape[1:]
-    delta = _ref.qco_1d_delta(cos_sim, levels)
-    out = ops.texstat_qco_tem(f, cos_sim.reshape(B, H * W), levels, delta)
-    return out.reshape(B, f.shape[1], H, W)
+    return impl(f, cos_sim, levels)
 
 
 def _check_offsets(fn: str, offsets: object) -> tuple[tuple[int, int], ...]:
@@ -317,13 +296,4 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
-    be = _select(fn, x, backend)
-    if be == "reference":
-        _checks.debug_check_finite(fn, "x", x)
-        return TextureStats(*_ref.texture_equalize(x, N, K, theta, offs))
-    ops = _fused_ops(be)
-    s = ops.texstat_cos_sim(x, 1)[0]
-    _check_s_finite(fn, s)
-    flat = [v for d in offs for v in d]
-    q, cooc, hist, levels = ops.texstat_dtiem(s, N, K, theta, flat)[:4]
-    return TextureStats(q, cooc, hist, levels)
+    return TextureStats(*_backend.dispatch(fn, x, backend, _IMPLS[fn])(x, N, K, theta, offs))

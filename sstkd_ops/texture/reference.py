@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-NORM_EPS = 1e-12  # F.normalize's eps
-QCO2D_EPS = 1e-6  # added to the co-occurrence total by STLNet's "fix the NAN bug" commit
+from ..constants import NORM_EPS, QCO2D_EPS
 
 
 def cosine_similarity_map(x: torch.Tensor, cells: int = 1) -> torch.Tensor:

@@ -12,7 +12,7 @@
 
 #include "../linear_program.h"
 
-namespace sstkd {
+namespace sstkd { namespace linprog {
 namespace {
 
 // Smallest share of one instruction given to a thread, in multiply-adds (or elements): below
@@ -251,11 +251,9 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
 
 at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
                               const at::Tensor& tables, const at::Tensor& coefs,
-                              int64_t out_numel, int64_t ws_numel, const at::Tensor& adj_instr,
-                              const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
-                              int64_t adj_ws_numel) {
+                              int64_t out_numel, int64_t ws_numel) {
   check_program_args("sstkd_ops::linear_program (CPU)", x, instr, tables, coefs, out_numel,
-                     ws_numel, adj_instr, adj_tables, adj_coefs, adj_ws_numel);
+                     ws_numel);
   const auto xc = x.contiguous();
   const auto ic = instr.contiguous();
   const auto tc = tables.contiguous();
@@ -301,8 +299,9 @@ at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
 }
 
 }  // namespace
+}  // namespace linprog
 }  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
-  m.impl("linear_program", &sstkd::linear_program_cpu);
+  m.impl("linear_program", &sstkd::linprog::linear_program_cpu);
 }

@@ -28,7 +28,7 @@
 
 #include "../linear_program.h"
 
-namespace sstkd {
+namespace sstkd { namespace linprog {
 namespace {
 
 constexpr int kThreads = 512;
@@ -267,13 +267,11 @@ DeviceShape device_shape(int device) {
 
 at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
                                const at::Tensor& tables, const at::Tensor& coefs,
-                               int64_t out_numel, int64_t ws_numel, const at::Tensor& adj_instr,
-                               const at::Tensor& adj_tables, const at::Tensor& adj_coefs,
-                               int64_t adj_ws_numel) {
+                               int64_t out_numel, int64_t ws_numel) {
   TORCH_CHECK(x.is_cuda(), "sstkd_ops::linear_program (CUDA): x must be a CUDA tensor, got ",
               x.device());
   check_program_args("sstkd_ops::linear_program (CUDA)", x, instr, tables, coefs, out_numel,
-                     ws_numel, adj_instr, adj_tables, adj_coefs, adj_ws_numel);
+                     ws_numel);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   const auto ic = instr.contiguous();
@@ -302,8 +300,9 @@ at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
 }
 
 }  // namespace
+}  // namespace linprog
 }  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CUDA, m) {
-  m.impl("linear_program", &sstkd::linear_program_cuda);
+  m.impl("linear_program", &sstkd::linprog::linear_program_cuda);
 }

@@ -1,5 +1,5 @@
 // C++ CPU kernels of the cosine-similarity ops texstat_cos_sim(_backward) (schemas in
-// csrc/texture_stats.cpp; shared helpers in texture_stats_cpu.h): the texture intensity
+// csrc/texture/texture_stats.cpp; shared helpers in texture_stats_cpu.h): the texture intensity
 // s (B, H, W), the cosine similarity of every pixel's feature vector with the unit mean of its
 // cell, and its gradient with respect to x.
 //
@@ -20,10 +20,10 @@
 #include <tuple>
 #include <vector>
 
-namespace sstkd_texstat {
+namespace sstkd { namespace texture { namespace cpu {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CPU helpers (texture_stats_cpu.h)
 
 using at::Tensor;
@@ -210,9 +210,11 @@ Tensor cos_sim_backward_cpu(const Tensor& grad_s_, const Tensor& x_, const Tenso
 }
 
 }  // namespace
-}  // namespace sstkd_texstat
+}  // namespace cpu
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
-  m.impl("texstat_cos_sim", &sstkd_texstat::cos_sim_cpu);
-  m.impl("texstat_cos_sim_backward", &sstkd_texstat::cos_sim_backward_cpu);
+  m.impl("texstat_cos_sim", &sstkd::texture::cpu::cos_sim_cpu);
+  m.impl("texstat_cos_sim_backward", &sstkd::texture::cpu::cos_sim_backward_cpu);
 }

@@ -1,5 +1,5 @@
 // C++ CPU kernels of the DTIEM ops texstat_dtiem(_backward) (schemas in
-// csrc/texture_stats.cpp; shared helpers in texture_stats_cpu.h): Lloyd-Max levels, hat code,
+// csrc/texture/texture_stats.cpp; shared helpers in texture_stats_cpu.h): Lloyd-Max levels, hat code,
 // clip-and-redistribute, CDF equalisation and co-occurrence per offset.
 //
 // Nothing of size N * H * W is ever allocated: every pass works pixel by pixel on the scalar
@@ -21,10 +21,10 @@
 #include <tuple>
 #include <vector>
 
-namespace sstkd_texstat {
+namespace sstkd { namespace texture { namespace cpu {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CPU helpers (texture_stats_cpu.h)
 
 using at::Tensor;
@@ -248,9 +248,11 @@ Tensor dtiem_backward_cpu(const Tensor& grad_q_, const Tensor& grad_cooc_,
 }
 
 }  // namespace
-}  // namespace sstkd_texstat
+}  // namespace cpu
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
-  m.impl("texstat_dtiem", &sstkd_texstat::dtiem_cpu);
-  m.impl("texstat_dtiem_backward", &sstkd_texstat::dtiem_backward_cpu);
+  m.impl("texstat_dtiem", &sstkd::texture::cpu::dtiem_cpu);
+  m.impl("texstat_dtiem_backward", &sstkd::texture::cpu::dtiem_backward_cpu);
 }

@@ -1,5 +1,5 @@
 // C++ CPU kernels of the STLNet QCO ops texstat_qco(_backward) (1-D and 2-D) and of the
-// TEM product texstat_qco_tem(_backward) (schemas in csrc/texture_stats.cpp; shared helpers in
+// TEM product texstat_qco_tem(_backward) (schemas in csrc/texture/texture_stats.cpp; shared helpers in
 // texture_stats_cpu.h).
 //
 // Nothing of size N * H * W is ever allocated: every pass works pixel by pixel on the scalar
@@ -21,10 +21,10 @@
 #include <tuple>
 #include <vector>
 
-namespace sstkd_texstat {
+namespace sstkd { namespace texture { namespace cpu {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CPU helpers (texture_stats_cpu.h)
 
 using at::Tensor;
@@ -289,11 +289,13 @@ std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cpu(const Tensor& grad_out_,
 }
 
 }  // namespace
-}  // namespace sstkd_texstat
+}  // namespace cpu
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
-  m.impl("texstat_qco", &sstkd_texstat::qco_cpu);
-  m.impl("texstat_qco_backward", &sstkd_texstat::qco_backward_cpu);
-  m.impl("texstat_qco_tem", &sstkd_texstat::qco_tem_cpu);
-  m.impl("texstat_qco_tem_backward", &sstkd_texstat::qco_tem_backward_cpu);
+  m.impl("texstat_qco", &sstkd::texture::cpu::qco_cpu);
+  m.impl("texstat_qco_backward", &sstkd::texture::cpu::qco_backward_cpu);
+  m.impl("texstat_qco_tem", &sstkd::texture::cpu::qco_tem_cpu);
+  m.impl("texstat_qco_tem_backward", &sstkd::texture::cpu::qco_tem_backward_cpu);
 }

@@ -1,8 +1,8 @@
 // Shared helpers of the C++ CPU texture-statistics kernels (texture_cos_sim_cpu.cpp,
-// texture_qco_cpu.cpp, texture_dtiem_cpu.cpp; schemas in csrc/texture_stats.cpp): work-item
+// texture_qco_cpu.cpp, texture_dtiem_cpu.cpp; schemas in csrc/texture/texture_stats.cpp): work-item
 // size and the finiteness check. The per-value quantisation rules and the tolerances shared
-// with the CUDA kernels are in csrc/texture_stats_math.h, the argument checks shared with them
-// in csrc/texture_stats_checks.h.
+// with the CUDA kernels are in csrc/texture/texture_stats_math.h, the argument checks shared with them
+// in csrc/texture/texture_stats_checks.h.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -11,10 +11,10 @@
 #include <cmath>
 #include <cstdint>
 
-namespace sstkd_texstat {
+namespace sstkd { namespace texture { namespace cpu {
 namespace detail {
 
-using namespace sstkd_texstat_checks;  // NOLINT: the argument checks shared with CUDA
+using namespace ::sstkd::texture::checks;  // NOLINT: the argument checks shared with CUDA
 
 inline constexpr int64_t kChunk = 512;     // pixels per work item of the per-pixel passes
 
@@ -27,4 +27,6 @@ inline void check_finite_row(const T* s, int64_t P, const char* fn) {
 }
 
 }  // namespace detail
-}  // namespace sstkd_texstat
+}  // namespace cpu
+}  // namespace texture
+}  // namespace sstkd

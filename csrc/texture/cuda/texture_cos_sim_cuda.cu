@@ -1,6 +1,6 @@
 // CUDA kernels of the cosine-similarity ops texstat_cos_sim(_backward) (schemas in
-// csrc/texture_stats.cpp; shared helpers in texture_stats_cuda.cuh); same semantics as
-// csrc/cpu/texture_cos_sim_cpu.cpp.
+// csrc/texture/texture_stats.cpp; shared helpers in texture_stats_cuda.cuh); same semantics as
+// csrc/texture/cpu/texture_cos_sim_cpu.cpp.
 //
 // The passes over x are coalesced per-pixel and per-row kernels; the per-row cell sums are
 // block reductions in a fixed order (no float atomics: bitwise reproducible).
@@ -20,10 +20,10 @@
 #include <cstdint>
 #include <tuple>
 
-namespace sstkd_texstat_cuda {
+namespace sstkd { namespace texture { namespace cuda {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CUDA helpers (texture_stats_cuda.cuh)
 
 using at::Tensor;
@@ -206,9 +206,11 @@ Tensor cos_sim_backward_cuda(const Tensor& grad_s_, const Tensor& x_, const Tens
 }
 
 }  // namespace
-}  // namespace sstkd_texstat_cuda
+}  // namespace cuda
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CUDA, m) {
-  m.impl("texstat_cos_sim", &sstkd_texstat_cuda::cos_sim_cuda);
-  m.impl("texstat_cos_sim_backward", &sstkd_texstat_cuda::cos_sim_backward_cuda);
+  m.impl("texstat_cos_sim", &sstkd::texture::cuda::cos_sim_cuda);
+  m.impl("texstat_cos_sim_backward", &sstkd::texture::cuda::cos_sim_backward_cuda);
 }

@@ -1,5 +1,5 @@
-// CUDA kernels of the DTIEM ops texstat_dtiem(_backward) (schemas in csrc/texture_stats.cpp;
-// shared helpers in texture_stats_cuda.cuh); same semantics as csrc/cpu/texture_dtiem_cpu.cpp.
+// CUDA kernels of the DTIEM ops texstat_dtiem(_backward) (schemas in csrc/texture/texture_stats.cpp;
+// shared helpers in texture_stats_cuda.cuh); same semantics as csrc/texture/cpu/texture_dtiem_cpu.cpp.
 //
 // Each pass over pixels is split across blocks of kPixelsPerBlock pixels: each thread stages its
 // pixel's contributions in shared memory, owner threads accumulate them in staging order into
@@ -24,10 +24,10 @@
 #include <cstdlib>
 #include <tuple>
 
-namespace sstkd_texstat_cuda {
+namespace sstkd { namespace texture { namespace cuda {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CUDA helpers (texture_stats_cuda.cuh)
 
 using at::Tensor;
@@ -477,9 +477,11 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
 }
 
 }  // namespace
-}  // namespace sstkd_texstat_cuda
+}  // namespace cuda
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CUDA, m) {
-  m.impl("texstat_dtiem", &sstkd_texstat_cuda::dtiem_cuda);
-  m.impl("texstat_dtiem_backward", &sstkd_texstat_cuda::dtiem_backward_cuda);
+  m.impl("texstat_dtiem", &sstkd::texture::cuda::dtiem_cuda);
+  m.impl("texstat_dtiem_backward", &sstkd::texture::cuda::dtiem_backward_cuda);
 }

@@ -1,6 +1,6 @@
 // CUDA kernels of the STLNet QCO ops texstat_qco(_backward) (1-D and 2-D) and of the TEM
-// product texstat_qco_tem(_backward) (schemas in csrc/texture_stats.cpp; shared helpers in
-// texture_stats_cuda.cuh); same semantics as csrc/cpu/texture_qco_cpu.cpp.
+// product texstat_qco_tem(_backward) (schemas in csrc/texture/texture_stats.cpp; shared helpers in
+// texture_stats_cuda.cuh); same semantics as csrc/texture/cpu/texture_qco_cpu.cpp.
 //
 // QCO splits each group across several blocks (partial sums per block in a workspace, added in
 // block order); each block stages its pixels' contributions in shared memory and accumulates
@@ -24,10 +24,10 @@
 #include <cstdint>
 #include <tuple>
 
-namespace sstkd_texstat_cuda {
+namespace sstkd { namespace texture { namespace cuda {
 namespace {
 
-using namespace sstkd_texstat_math;  // NOLINT: the shared per-value rules
+using namespace ::sstkd::texture::math;  // NOLINT: the shared per-value rules
 using namespace detail;              // NOLINT: the shared CUDA helpers (texture_stats_cuda.cuh)
 
 using at::Tensor;
@@ -474,11 +474,13 @@ std::tuple<Tensor, Tensor, Tensor> qco_tem_backward_cuda(const Tensor& grad_out_
 }
 
 }  // namespace
-}  // namespace sstkd_texstat_cuda
+}  // namespace cuda
+}  // namespace texture
+}  // namespace sstkd
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CUDA, m) {
-  m.impl("texstat_qco", &sstkd_texstat_cuda::qco_cuda);
-  m.impl("texstat_qco_backward", &sstkd_texstat_cuda::qco_backward_cuda);
-  m.impl("texstat_qco_tem", &sstkd_texstat_cuda::qco_tem_cuda);
-  m.impl("texstat_qco_tem_backward", &sstkd_texstat_cuda::qco_tem_backward_cuda);
+  m.impl("texstat_qco", &sstkd::texture::cuda::qco_cuda);
+  m.impl("texstat_qco_backward", &sstkd::texture::cuda::qco_backward_cuda);
+  m.impl("texstat_qco_tem", &sstkd::texture::cuda::qco_tem_cuda);
+  m.impl("texstat_qco_tem_backward", &sstkd::texture::cuda::qco_tem_backward_cuda);
 }

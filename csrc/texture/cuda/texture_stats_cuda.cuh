@@ -1,5 +1,5 @@
 // Shared helpers of the CUDA texture-statistics kernels (texture_cos_sim_cuda.cu,
-// texture_qco_cuda.cu, texture_dtiem_cuda.cu; schemas in csrc/texture_stats.cpp):
+// texture_qco_cuda.cu, texture_dtiem_cuda.cu; schemas in csrc/texture/texture_stats.cpp):
 // launch configuration, stream / device / error handling and the block-level device helpers.
 //
 // Reductions over pixels: pixels are processed in chunks of kThreads; every thread stages the
@@ -24,10 +24,10 @@
 #include "../texture_stats_checks.h"
 #include "../texture_stats_math.h"
 
-namespace sstkd_texstat_cuda {
+namespace sstkd { namespace texture { namespace cuda {
 namespace detail {
 
-using namespace sstkd_texstat_checks;  // NOLINT: the argument checks shared with the CPU
+using namespace ::sstkd::texture::checks;  // NOLINT: the argument checks shared with the CPU
 
 inline constexpr int kThreads = 128;  // threads per block of the statistics kernels
 // Pixels of one image handled by one block of the split passes (2 chunks of kThreads): a
@@ -186,8 +186,10 @@ __global__ void stl_levels_kernel(const T* __restrict__ s_all, int64_t P, int64_
   __syncthreads();
   const T lo = S[ext[0]], hi = S[ext[1]];
   for (int64_t k = threadIdx.x; k < L; k += blockDim.x)
-    levels[g * L + k] = static_cast<T>(sstkd_texstat_math::level_frac(k, L)) * (hi - lo) + lo;
+    levels[g * L + k] = static_cast<T>(::sstkd::texture::math::level_frac(k, L)) * (hi - lo) + lo;
 }
 
 }  // namespace detail
-}  // namespace sstkd_texstat_cuda
+}  // namespace cuda
+}  // namespace texture
+}  // namespace sstkd

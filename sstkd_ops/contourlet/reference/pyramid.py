@@ -17,7 +17,8 @@ from .dfb import dfb_dec as _dfb_dec_planes
 from .dfb import dfb_rec as _dfb_rec_planes
 from .periodic import extend, sefilter2, upsample
 
-__all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec"]
+__all__ = ["lp_dec", "lp_rec", "dfb_dec", "dfb_rec", "pdfb_dec", "pdfb_rec", "lp_dec_planes",
+           "lp_rec_planes", "pdfb_dec_planes", "pdfb_rec_planes"]
 
 
 def _planes(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -30,14 +31,17 @@ def _unplanes(x: torch.Tensor, bc: tuple[int, int]) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- Laplacian pyramid
-def _lp_dec_planes(x, h, g):
+def lp_dec_planes(x, h, g):
+    """One LP level of planes ``x (P, H, W)`` with the lowpass pair ``(h, g)``: (coarse,
+    detail)."""
     c = sefilter2(x, h, h)[:, 0::2, 0::2]
     adj = (g.numel() + 1) % 2
     d = x - sefilter2(upsample(c, None), g, g, "per", (adj, adj))
     return c, d
 
 
-def _lp_rec_planes(c, d, h, g):
+def lp_rec_planes(c, d, h, g):
+    """Inverse of :func:`lp_dec_planes` (dual-frame reconstruction) on planes."""
     xhi = sefilter2(d, h, h)[:, 0::2, 0::2]
     adj = (g.numel() + 1) % 2
     return sefilter2(upsample(c - xhi, None), g, g, "per", (adj, adj)) + d
@@ -47,7 +51,7 @@ def lp_dec(x: torch.Tensor, pfilt: str = "9-7") -> tuple[torch.Tensor, torch.Ten
     """One Laplacian-pyramid level: coarse ``(B, C, H/2, W/2)`` and detail ``(B, C, H, W)``."""
     h, g = _filters.pfilters(pfilt, x.dtype, x.device)
     xp, bc = _planes(x)
-    c, d = _lp_dec_planes(xp, h, g)
+    c, d = lp_dec_planes(xp, h, g)
     return _unplanes(c, bc), _unplanes(d, bc)
 
 
@@ -55,7 +59,7 @@ def lp_rec(c: torch.Tensor, d: torch.Tensor, pfilt: str = "9-7") -> torch.Tensor
     """Inverse of :func:`lp_dec` (the toolbox's dual-frame reconstruction ``lprec``)."""
     h, g = _filters.pfilters(pfilt, d.dtype, d.device)
     cp, bc = _planes(c)
-    return _unplanes(_lp_rec_planes(cp, _planes(d)[0], h, g), bc)
+    return _unplanes(lp_rec_planes(cp, _planes(d)[0], h, g), bc)
 
 
 # ----------------------------------------------------------------------------- 2-D wavelet split
@@ -125,7 +129,7 @@ def pdfb_dec_planes(x, pfilt: str, dfilt: str, nlevs: tuple[int, ...]):
         if nlev == 0:
             cur, *dirs = _wfb_dec_planes(cur, h, g)
         else:
-            cur, detail = _lp_dec_planes(cur, h, g)
+            cur, detail = lp_dec_planes(cur, h, g)
             dirs = _dfb_dec_planes(detail, dfilt, nlev)
         bands.append(list(dirs))
     return cur, bands[::-1]
@@ -139,7 +143,7 @@ def pdfb_rec_planes(lowpass, bands, pfilt: str, dfilt: str):
         if len(parts) == 3:
             cur = _wfb_rec_planes(cur, *parts, h, g)
         else:
-            cur = _lp_rec_planes(cur, _dfb_rec_planes(list(parts), dfilt), h, g)
+            cur = lp_rec_planes(cur, _dfb_rec_planes(list(parts), dfilt), h, g)
     return cur
 
 

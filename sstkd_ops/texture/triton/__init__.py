@@ -1,11 +1,11 @@
 """Triton backend of the texture-statistics ops: the fused building blocks under the names
-the public functions of :mod:`sstkd_ops.texture_stats` call.
+the fused implementations (:mod:`sstkd_ops.texture.fused`) call.
 
-Same signatures and semantics as the compiled ops (``csrc/texture_stats.cpp``), registered as
-``torch.library`` custom ops (suffix ``_triton``) with the hand-written backward and fake
-implementations of :mod:`sstkd_ops.texture_stats_ops`. Runs on CUDA, or on CPU tensors under
-``TRITON_INTERPRET=1`` (tests). Kernels: :mod:`.cos_sim`, :mod:`.qco` (QCO 1-D / 2-D, TEM),
-:mod:`.dtiem`.
+Same signatures and semantics as the compiled ops (``csrc/texture/texture_stats.cpp``),
+defined as ``torch.library`` custom ops (suffix ``_triton``); their hand-written backward and
+fake functions are registered by :func:`sstkd_ops.texture.autograd.register_triton`. Runs on
+CUDA, or on CPU tensors under ``TRITON_INTERPRET=1`` (tests). Kernels: :mod:`.cos_sim`,
+:mod:`.qco` (QCO 1-D / 2-D, TEM), :mod:`.dtiem`; shared helpers in :mod:`.common`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Triton texture intensity: cosine of every pixel vector with its cell's mean vector.
 
 ``texstat_cos_sim_triton(x, cells)`` has the signature and outputs of the compiled
-``texstat_cos_sim`` (``csrc/texture_stats.cpp``): ``s``, pixel norms, unit cell means and
+``texstat_cos_sim`` (``csrc/texture/texture_stats.cpp``): ``s``, pixel norms, unit cell means and
 cell-mean norms. Forward: one reduction pass over x (per-cell channel sums, float64) and one
 per-pixel pass; backward: the same two passes with the incoming gradient. No atomics.
 """
@@ -12,8 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..autograd import wire
-from ..reference import NORM_EPS
+from ...constants import NORM_EPS
 from .common import BLOCK, div_rn, sqrt_rn
 
 
@@ -132,5 +131,3 @@ def texstat_cos_sim_backward(grad_s: torch.Tensor, x: torch.Tensor, s: torch.Ten
                                                    w, S, BLOCK=BLOCK)
     return gx
 
-
-wire("cos_sim", texstat_cos_sim, texstat_cos_sim_backward)

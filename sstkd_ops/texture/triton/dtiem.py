@@ -1,6 +1,6 @@
 """Triton DTIEM (``texture_equalize(..., backend='triton')``): ``texstat_dtiem_triton``.
 
-Same signature and outputs as the compiled ``texstat_dtiem`` (``csrc/texture_stats.cpp``).
+Same signature and outputs as the compiled ``texstat_dtiem`` (``csrc/texture/texture_stats.cpp``).
 Every pass is a per-pixel kernel; reductions over pixels use at most ``NPROG`` persistent
 programs per image (a number set by the image size) that write partial sums (one-hot
 accumulation of the at most two codes of a pixel over one lane tile of at most ``LANES``
@@ -20,7 +20,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ..autograd import wire
 from ..reference import denoise_histogram, stlnet_levels
 from .common import (
     BLOCK,
@@ -374,5 +373,3 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
                                                      N, D, BLOCK=BLOCK)
     return nan_rows(ds, bad).reshape(B, H, W)
 
-
-wire("dtiem", texstat_dtiem, texstat_dtiem_backward)

@@ -1,8 +1,8 @@
 """Triton STLNet QCO (1-D counts, 2-D co-occurrence) and the TEM product.
 
 ``texstat_qco_triton`` and ``texstat_qco_tem_triton`` have the signatures and outputs of the
-compiled ``texstat_qco`` / ``texstat_qco_tem`` (``csrc/texture_stats.cpp``) and the same
-per-value rules (``csrc/texture_stats_math.h``): a value's candidate levels are the five
+compiled ``texstat_qco`` / ``texstat_qco_tem`` (``csrc/texture/texture_stats.cpp``) and the same
+per-value rules (``csrc/texture/texture_stats_math.h``): a value's candidate levels are the five
 around its nearest level, a level is a code where ``1 - |q_k - s| > 1 - delta``, at most four
 codes (two in exact arithmetic).
 
@@ -26,8 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..autograd import wire
-from ..reference import QCO2D_EPS, level_fractions
+from ...constants import QCO2D_EPS
+from ..reference import level_fractions
 from .common import (
     DOT_BLOCK,
     dot_warps,
@@ -283,8 +283,6 @@ def texstat_qco_backward(grad_levels: torch.Tensor, grad_sta: torch.Tensor, s: t
     return nan_rows(ds, zero_total[:, 0] | bad).reshape(G, h, w)
 
 
-wire("qco", texstat_qco, texstat_qco_backward)
-
 # ---------------------------------------------------------------------------- TEM product
 
 
@@ -420,5 +418,3 @@ def texstat_qco_tem_backward(grad_out: torch.Tensor, f: torch.Tensor, s: torch.T
     grad_levels = part.sum(1)[:, :L].to(f.dtype)
     return tuple(nan_rows(g, bad).contiguous() for g in (grad_f, grad_s, grad_levels))
 
-
-wire("qco_tem", texstat_qco_tem, texstat_qco_tem_backward)
