@@ -158,3 +158,15 @@ def test_distiller_rejects_features_it_cannot_align(student, teacher, match):
 def test_distiller_rejects_unknown_taps():
     with pytest.raises(ValueError, match="tap 'layer9' is not a student feature"):
         TextureDistiller({"layer1": 4}, {"layer1": 6}, taps=("layer9",))
+
+
+def test_structural_energy_loss_is_a_mean_over_images():
+    """Per image: the loss of a batch is the mean of its images' losses (data parallelism)."""
+    g = torch.Generator().manual_seed(5)
+    s = [torch.randn(4, 2, 6, 6, generator=g, dtype=torch.float64) for _ in range(3)]
+    t = [torch.randn(4, 2, 6, 6, generator=g, dtype=torch.float64) * (1 + torch.arange(4.0,
+         dtype=torch.float64).view(4, 1, 1, 1)) for _ in range(3)]
+    whole = structural_loss((s[0], [s[1:]]), (t[0], [t[1:]]))
+    parts = [structural_loss((s[0][i:i + 1], [[x[i:i + 1] for x in s[1:]]]),
+                             (t[0][i:i + 1], [[x[i:i + 1] for x in t[1:]]])) for i in range(4)]
+    torch.testing.assert_close(whole, torch.stack(parts).mean(), rtol=1e-14, atol=0)

@@ -6,11 +6,12 @@ Forms (METHOD.md sections 3 and 4; ours where the paper is silent):
   over the pyramid levels ``n`` and directional subbands ``k`` of the contourlet transform,
   where the error ``e`` is, by ``norm`` (:data:`STRUCTURAL_NORMS`):
 
-  - ``'energy'`` (default) the MSE relative to the teacher subband's energy,
+  - ``'energy'`` (default) the MSE relative to the teacher subband's energy, per image,
     ``mean((s - t)^2) / (mean(t^2) + eps)`` with ``eps = 1e-6 x`` the mean energy of all the
-    teacher's subbands: a number in units of "fraction of the teacher's signal", the same for
-    features of any scale (a subband holding 1 % of the energy counts as much as one holding
-    50 %, so the fine directional structure is not drowned by the low-pass);
+    teacher's subbands of that image, averaged over the images: a number in units of
+    "fraction of the teacher's signal", the same for features of any scale (a subband holding
+    1 % of the energy counts as much as one holding 50 %, so the fine directional structure is
+    not drowned by the low-pass);
   - ``'standardize'``: plain MSE after standardising every ``(b, c)`` plane of both feature
     maps to zero mean and unit variance (as channel-wise / attention-transfer distillation
     normalise their maps);
@@ -48,7 +49,9 @@ def structural_loss(student, teacher, norm: str = "energy") -> torch.Tensor:
     """``L_str`` between two contourlet decompositions ``(lowpass, bands)`` of equal shapes.
 
     ``norm='energy'`` divides each subband's MSE by the teacher subband's mean energy (plus
-    ``1e-6`` x the mean energy of all teacher subbands); ``'standardize'`` and ``'none'`` use
+    ``1e-6`` x the mean energy of all teacher subbands), per image, and averages over the
+    images (a per-sample mean: two half batches average to the full batch's loss, as
+    data-parallel training needs); ``'standardize'`` and ``'none'`` use
     the plain MSE (the standardisation happens before the transform, in
     :class:`TextureDistiller`). See the module docstring.
     """
@@ -62,11 +65,13 @@ def structural_loss(student, teacher, norm: str = "energy") -> torch.Tensor:
                          f"{len(t_bands)}")
     pairs = [(s_low, t_low)] + [(s, t) for sl, tl in zip(s_bands, t_bands)
                                 for s, t in zip(sl, tl)]
-    errors = [F.mse_loss(s, t) for s, t in pairs]
-    if norm == "energy":
-        energy = [t.detach().pow(2).mean() for _, t in pairs]
-        eps = _ENERGY_EPS * torch.stack(energy).mean()
-        errors = [e / (en + eps) for e, en in zip(errors, energy)]
+    if norm == "energy":  # per image, so that the loss is a mean over samples (as DDP needs)
+        err = [(s - t).pow(2).flatten(1).mean(1) for s, t in pairs]
+        energy = [t.detach().pow(2).flatten(1).mean(1) for _, t in pairs]
+        eps = _ENERGY_EPS * torch.stack(energy).mean(0)
+        errors = [(e / (en + eps)).mean() for e, en in zip(err, energy)]
+    else:
+        errors = [F.mse_loss(s, t) for s, t in pairs]
     loss, i = errors[0], 1
     for level in s_bands:
         loss = loss + torch.stack(errors[i:i + len(level)]).mean()
