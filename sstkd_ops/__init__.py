@@ -48,9 +48,10 @@ from .texture import (  # noqa: E402
     qco_2d,
     set_finite_checks,
     texture_equalize,
+    texture_importance,
 )
 
 __all__ += ["MAX_LEVELS", "QCO1d", "TextureStats", "qco_1d", "qco_1d_tem", "qco_2d",
-            "set_finite_checks", "texture_equalize"]
+            "set_finite_checks", "texture_equalize", "texture_importance"]
 
 __version__ = "0.1.0"

@@ -58,10 +58,13 @@ def qco_1d_tem(backend: str, f: torch.Tensor, cos_sim: torch.Tensor,
 
 
 def texture_equalize(backend: str, x: torch.Tensor, num_levels: int, iters: int, theta: float,
-                     offsets: tuple[tuple[int, int], ...]):
-    """``(q, cooc, hist, levels)``, as :func:`.reference.texture_equalize`."""
+                     offsets: tuple[tuple[int, int], ...], weights: torch.Tensor | None = None):
+    """``(q, cooc, hist, levels)``, as :func:`.reference.texture_equalize`; ``weights``:
+    detached, contiguous importance weights or ``None`` (the unweighted kernels)."""
     ops = blocks(backend)
     s = ops.texstat_cos_sim(x, 1)[0]
     _check_s_finite("texture_equalize", s)
     flat = [v for d in offsets for v in d]
-    return ops.texstat_dtiem(s, num_levels, iters, theta, flat)[:4]
+    if weights is None:  # the plain DTIEM, unchanged
+        return ops.texstat_dtiem(s, num_levels, iters, theta, flat)[:4]
+    return ops.texstat_dtiem(s, num_levels, iters, theta, flat, weights)[:4]

@@ -85,9 +85,10 @@ def _qco_2d_reference(x: torch.Tensor, num_levels: int, scale: int):
 
 
 def _texture_equalize_reference(x: torch.Tensor, num_levels: int, iters: int, theta: float,
-                                offsets: tuple[tuple[int, int], ...]):
+                                offsets: tuple[tuple[int, int], ...],
+                                weights: torch.Tensor | None = None):
     _checks.debug_check_finite("texture_equalize", "x", x)
-    return _ref.texture_equalize(x, num_levels, iters, theta, offsets)
+    return _ref.texture_equalize(x, num_levels, iters, theta, offsets, weights)
 
 
 def _table(reference, fused_impl) -> dict:
@@ -252,8 +253,32 @@ def _check_offsets(fn: str, offsets: object) -> tuple[tuple[int, int], ...]:
     return tuple((int(d[0]), int(d[1])) for d in offsets)
 
 
+def _check_weights(fn: str, weights: object, x: torch.Tensor) -> torch.Tensor:
+    """``weights`` detached and contiguous, after checking type, shape, dtype, device and (one
+    device sync, skipped while ``torch.compile`` traces or a CUDA graph is captured) values."""
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"{fn}: argument 'weights' expected a torch.Tensor or None, got "
+                        f"{type(weights).__name__}")
+    B, _, H, W = x.shape
+    if tuple(weights.shape) != (B, H, W):
+        raise ValueError(f"{fn}: argument 'weights' expected shape {(B, H, W)} (B, H, W of x), "
+                         f"got {tuple(weights.shape)}")
+    if weights.dtype != x.dtype:
+        raise ValueError(f"{fn}: argument 'weights' expected dtype {x.dtype} (the dtype of x), "
+                         f"got {weights.dtype}")
+    _checks.check_same_device(fn, {"x": x, "weights": weights})
+    w = weights.detach()
+    capturing = w.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not (torch.compiler.is_compiling() or capturing) and not bool(
+            (torch.isfinite(w) & (w >= 0)).all()):
+        raise ValueError(f"{fn}: argument 'weights' expected finite values >= 0, got min "
+                         f"{float(w.min())}")
+    return w.contiguous()
+
+
 def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, theta: float = 0.5,
                      offsets: Sequence[tuple[int, int]] = ((1, 1),), *,
+                     weights: torch.Tensor | None = None,
                      backend: str | None = None) -> TextureStats:
     """DTIEM: denoised texture-intensity equalisation (METHOD.md section 4).
 
@@ -266,6 +291,14 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     offset ``d = (dy, dx)``, ``M_nm = mean over pixel pairs (p, p + d) inside the image of
     E_np E_m(p+d)`` (all zero when no pair fits).
 
+    Importance weights (DTIEM's anchor-based sampler, :func:`texture_importance`): with
+    ``weights`` ``w``, ``h_n = sum_p w_p E_np / sum_p w_p`` (before the denoising) and
+    ``M_nm = sum_p w_p E_np E_m(p+d) / sum_p w_p`` over the same pairs (the weight of the
+    first pixel of each pair; zero when no pair fits or their weights sum to zero). An image
+    whose weights sum to zero is counted with uniform weights. Levels (Lloyd-Max) stay
+    unweighted and ``Q_p = sum_n E_np CDF_n`` keeps its form. ``weights=None`` runs the
+    unweighted kernels (bitwise the plain DTIEM).
+
     Args:
         x: ``(B, C, H, W)`` float32/float64 feature map.
         num_levels: 1 <= N <= :data:`MAX_LEVELS` (N = 1: ``Q = 0.5``, ``hist = cooc = 1``,
@@ -274,6 +307,10 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
         theta: clip fraction in [0, 1]; 1 disables the denoising.
         offsets: non-empty sequence of ``(dy, dx)`` int pairs (STLNet: ``((1, 1),)``; the
             CUDA kernels take at most 8).
+        weights: optional ``(B, H, W)`` pixel weights, finite and >= 0, dtype and device of
+            ``x``. They carry no gradient: one that requires grad is used detached. Their
+            values are checked (``ValueError``) at one device sync, skipped while
+            ``torch.compile`` traces or a CUDA graph is captured.
         backend: ``None`` / ``'auto'``, ``'reference'``, ``'cpu'``, ``'cuda'``, ``'triton'``.
 
     Returns:
@@ -296,4 +333,6 @@ def texture_equalize(x: torch.Tensor, num_levels: int = 32, iters: int = 2, thet
     K = _checks.check_int(fn, "iters", iters, minimum=0)
     theta = _checks.check_float(fn, "theta", theta, minimum=0.0, maximum=1.0)
     offs = _check_offsets(fn, offsets)
-    return TextureStats(*_backend.dispatch(fn, x, backend, _IMPLS[fn])(x, N, K, theta, offs))
+    w = None if weights is None else _check_weights(fn, weights, x)
+    impl = _backend.dispatch(fn, x, backend, _IMPLS[fn])
+    return TextureStats(*impl(x, N, K, theta, offs, w))

@@ -182,14 +182,18 @@ def denoise_histogram(h: torch.Tensor, theta: float) -> torch.Tensor:
     return torch.where(over, c, h) + excess / h.shape[-1]
 
 
-def cooccurrence(E: torch.Tensor, H: int, W: int, offsets: Sequence[tuple[int, int]]
-                 ) -> torch.Tensor:
+def cooccurrence(E: torch.Tensor, H: int, W: int, offsets: Sequence[tuple[int, int]],
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, D, N, N)``: ``M[n, m] = mean over valid pixel pairs (i, i + d) of E_n(i) E_m(i + d)``.
 
-    Pairs leaving the image are skipped (zero padding); with no valid pair M is zero.
+    Pairs leaving the image are skipped (zero padding); with no valid pair M is zero. With
+    ``weights (B, P)`` (no gradient) the mean is weighted by the weight of the first pixel of
+    each pair, ``sum w_i E_n(i) E_m(i + d) / sum w_i`` over the valid pairs (zero when that
+    weight sum is zero).
     """
     B, N, _ = E.shape
     E4 = E.reshape(B, N, H, W)
+    w4 = None if weights is None else weights.reshape(B, H, W)
     out = []
     for dy, dx in offsets:
         hh, ww = H - abs(dy), W - abs(dx)
@@ -199,22 +203,45 @@ def cooccurrence(E: torch.Tensor, H: int, W: int, offsets: Sequence[tuple[int, i
         y0, x0 = max(0, -dy), max(0, -dx)
         a = E4[:, :, y0:y0 + hh, x0:x0 + ww]
         b = E4[:, :, y0 + dy:y0 + dy + hh, x0 + dx:x0 + dx + ww]
-        out.append(torch.einsum("bnyx,bmyx->bnm", a, b) / (hh * ww))
+        if w4 is None:
+            out.append(torch.einsum("bnyx,bmyx->bnm", a, b) / (hh * ww))
+            continue
+        wa = w4[:, y0:y0 + hh, x0:x0 + ww]
+        total = wa.sum((1, 2))[:, None, None]
+        m = torch.einsum("byx,bnyx,bmyx->bnm", wa, a, b)
+        out.append(torch.where(total > 0, m / torch.where(total > 0, total, 1), 0))
     return torch.stack(out, 1)
 
 
+def importance_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` weights as DTIEM uses them: detached, and all ones for an image whose weights
+    sum to zero (uniform fallback: the plain, unweighted statistics)."""
+    w = weights.detach()
+    return torch.where(w.sum(-1, keepdim=True) > 0, w, torch.ones_like(w))
+
+
 def texture_equalize(x: torch.Tensor, num_levels: int, iters: int, theta: float,
-                     offsets: Sequence[tuple[int, int]]
+                     offsets: Sequence[tuple[int, int]], weights: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """DTIEM (METHOD.md section 4): ``(Q (B, H, W), cooc (B, D, N, N), hist (B, N), levels)``.
 
     ``hist`` is the denoised histogram that defines ``Q``; ``levels`` carry no gradient.
+    ``weights (B, H, W)`` (optional, non-negative, no gradient) weight the pixels in the
+    histogram, ``h_n = sum_i w_i E_ni / sum_i w_i``, and the first pixel of each pair in the
+    co-occurrence (:func:`cooccurrence`); the levels stay unweighted. An image whose weights
+    sum to zero is counted with uniform weights (:func:`importance_weights`).
     """
     B, C, H, W = x.shape
     s = cosine_similarity_map(x).reshape(B, H * W)
     levels = lloyd_levels(s, num_levels, iters)
     E = hat_encoding(s, levels)
-    hist = denoise_histogram(E.mean(-1), theta)
+    if weights is None:
+        raw = E.mean(-1)
+        w = None
+    else:
+        w = importance_weights(weights.reshape(B, H * W))
+        raw = (E * w.unsqueeze(1)).sum(-1) / w.sum(-1, keepdim=True)
+    hist = denoise_histogram(raw, theta)
     cdf = hist.cumsum(-1) - hist / 2
     Q = (E * cdf.unsqueeze(-1)).sum(1).reshape(B, H, W)
-    return Q, cooccurrence(E, H, W, offsets), hist, levels
+    return Q, cooccurrence(E, H, W, offsets, w), hist, levels
