@@ -11,8 +11,12 @@
 //   texstat_qco                s (G, h, w) -> levels (G, L), sta (G, L) | (G, L, L),
 //                              counts (same as sta), extrema (G, 2) int64 [argmin, argmax]
 //   texstat_qco_tem            f (B, C, L), s (B, P), levels (B, L), delta (B,) -> (B, C, P)
-//   texstat_dtiem              s (B, H, W) -> Q (B, H, W), cooc (B, D, N, N), hist (B, N),
-//                              levels (B, N), raw_hist (B, N)
+//   texstat_dtiem              s (B, H, W), weights (B, H, W) or None -> Q (B, H, W),
+//                              cooc (B, D, N, N), hist (B, N), levels (B, N), raw_hist (B, N)
+//                              weights: DTIEM's importance weights (>= 0, no gradient) in the
+//                              counts, h_n = sum w E_n / sum w, and in the co-occurrence (the
+//                              first pixel of each pair); an image whose weights sum to 0 is
+//                              counted unweighted; None: the unweighted kernels.
 // Each *_backward op takes the incoming gradients first and returns the input gradients.
 // Every op checks all its arguments before reading data (csrc/texture/texture_stats_checks.h, shared by
 // the CPU and CUDA kernels): dtype (float32 / float64, one dtype per call; extrema int64), one
@@ -35,9 +39,10 @@ TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
       "texstat_qco_tem_backward(Tensor grad_out, Tensor f, Tensor s, Tensor levels, "
       "Tensor delta) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "texstat_dtiem(Tensor s, int num_levels, int iters, float theta, int[] offsets) -> "
-      "(Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "texstat_dtiem(Tensor s, int num_levels, int iters, float theta, int[] offsets, "
+      "Tensor? weights=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "texstat_dtiem_backward(Tensor grad_q, Tensor grad_cooc, Tensor grad_hist, Tensor s, "
-      "Tensor levels, Tensor raw_hist, float theta, int[] offsets) -> Tensor");
+      "Tensor levels, Tensor raw_hist, float theta, int[] offsets, Tensor? weights=None) -> "
+      "Tensor");
 }

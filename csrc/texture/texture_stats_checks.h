@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "texture_stats_math.h"
@@ -180,8 +181,18 @@ inline void qco_tem_args(const at::Tensor* grad_out, const at::Tensor& f, const 
   }
 }
 
+// DTIEM's optional importance weights: like s (dtype, device, shape (B, H, W)). Their values
+// (>= 0, finite) are checked by the CPU kernel, which reads them on the host anyway.
+inline void check_dtiem_weights(const std::optional<at::Tensor>& weights, const at::Tensor& s,
+                                const char* fn) {
+  if (!weights.has_value()) return;
+  check_float_like(*weights, fn, "weights", 3, s.device(), s.scalar_type());
+  check_shape(*weights, fn, "weights", s.sizes());
+}
+
 inline void dtiem_args(const at::Tensor& s, int64_t N, int64_t iters, double theta,
-                       at::IntArrayRef offsets, size_t max_pairs, const char* fn, bool cuda) {
+                       at::IntArrayRef offsets, const std::optional<at::Tensor>& weights,
+                       size_t max_pairs, const char* fn, bool cuda) {
   check_kernel_device(s, fn, "s", cuda);
   check_float(s, fn, "s", 3, s.device());
   check_levels(N, fn, "num_levels");
@@ -191,13 +202,14 @@ inline void dtiem_args(const at::Tensor& s, int64_t N, int64_t iters, double the
   TORCH_CHECK(s.size(1) > 0 && s.size(2) > 0, fn, ": argument 's' expected images of at least "
               "one pixel (H, W >= 1), got shape ", s.sizes());
   check_pixels(s.size(1) * s.size(2), fn, "s");
+  check_dtiem_weights(weights, s, fn);
 }
 
 inline void dtiem_backward_args(const at::Tensor& grad_q, const at::Tensor& grad_cooc,
                                 const at::Tensor& grad_hist, const at::Tensor& s,
                                 const at::Tensor& levels, const at::Tensor& raw, double theta,
-                                at::IntArrayRef offsets, size_t max_pairs, const char* fn,
-                                bool cuda) {
+                                at::IntArrayRef offsets, const std::optional<at::Tensor>& weights,
+                                size_t max_pairs, const char* fn, bool cuda) {
   check_kernel_device(grad_q, fn, "grad_q", cuda);
   const at::Device dev = grad_q.device();
   check_float(s, fn, "s", 3, dev);
@@ -220,6 +232,7 @@ inline void dtiem_backward_args(const at::Tensor& grad_q, const at::Tensor& grad
   check_shape(grad_cooc, fn, "grad_cooc", {B, D, N, N});
   check_float_like(grad_hist, fn, "grad_hist", 2, dev, dt);
   check_shape(grad_hist, fn, "grad_hist", {B, N});
+  check_dtiem_weights(weights, s, fn);
 }
 
 }  // namespace checks

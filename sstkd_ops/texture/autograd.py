@@ -11,7 +11,8 @@ once by ``sstkd_ops.texture``'s ``__init__``, registers them. The fused implemen
 * ``cos_sim``: ``x (B, C, H, W) -> s (B, H, W)`` (two passes over x forward, two backward);
 * ``qco``: STLNet's levels and (co-)counts of ``s`` per group;
 * ``qco_tem``: the TEM product without the code tensor;
-* ``dtiem``: levels, histogram, denoising, equalised map and co-occurrence of ``s``.
+* ``dtiem``: levels, histogram, denoising, equalised map and co-occurrence of ``s``, with
+  optional importance weights (no gradient).
 """
 
 from __future__ import annotations
@@ -184,34 +185,37 @@ def _tem_backward_with(backward_op):
 
 
 # ---------------------------------------------------------------------------------- DTIEM
-def _dtiem_fake(s, num_levels, iters, theta, offsets):
+def _dtiem_fake(s, num_levels, iters, theta, offsets, weights=None):
     B, N, D = s.shape[0], num_levels, len(offsets) // 2
     return (s.new_empty(s.shape), s.new_empty(B, D, N, N), s.new_empty(B, N), s.new_empty(B, N),
             s.new_empty(B, N))
 
 
-def _dtiem_backward_fake(grad_q, grad_cooc, grad_hist, s, levels, raw_hist, theta, offsets):
+def _dtiem_backward_fake(grad_q, grad_cooc, grad_hist, s, levels, raw_hist, theta, offsets,
+                         weights=None):
     return torch.empty_like(s, memory_format=torch.contiguous_format)
 
 
 def _dtiem_setup(ctx, inputs, output):
-    s, _, _, theta, offsets = inputs
+    s, _, _, theta, offsets = inputs[:5]
+    weights = inputs[5] if len(inputs) > 5 else None  # importance weights: no gradient
     q, cooc, hist, levels, raw = output
     ctx.mark_non_differentiable(levels, raw)
-    ctx.save_for_backward(s, levels, raw)
+    ctx.save_for_backward(s, levels, raw, weights)
     ctx.theta, ctx.offsets, ctx.cooc_shape = theta, offsets, cooc.shape
+    ctx.num_inputs = len(inputs)
 
 
 def _dtiem_backward_with(backward_op):
     def backward(ctx, grad_q, grad_cooc, grad_hist, *_):
-        s, levels, raw = ctx.saved_tensors
+        s, levels, raw, weights = ctx.saved_tensors
         grad_q = _zeros_if_none(grad_q, s)
         grad_hist = _zeros_if_none(grad_hist, levels)
         if grad_cooc is None:
             grad_cooc = s.new_zeros(ctx.cooc_shape)
-        grad_s = backward_op(grad_q, grad_cooc, grad_hist, s, levels, raw, ctx.theta,
-                             ctx.offsets)
-        return grad_s, None, None, None, None
+        args = (grad_q, grad_cooc, grad_hist, s, levels, raw, ctx.theta, ctx.offsets)
+        grad_s = backward_op(*args) if weights is None else backward_op(*args, weights)
+        return (grad_s,) + (None,) * (ctx.num_inputs - 1)
 
     return backward
 

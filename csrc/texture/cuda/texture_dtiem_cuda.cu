@@ -7,6 +7,13 @@
 // bitwise reproducible); per-pixel maps run a thread per pixel. Extra memory:
 // O(B*H*W + B*N*N), plus the per-block partials (at most 256 MiB).
 //
+// Importance weights (optional, the same rules as the CPU kernels): weight_sums_kernel sums
+// them per image and over the first pixels of each offset's pairs, effective_weights_kernel
+// replaces an image's weights by ones when they sum to zero, and the histogram / co-occurrence
+// passes weight each pixel (each pair's first pixel) by them and divide by those sums. Their
+// values are not checked here (that would read the device on the host): the Python entry
+// point checks them. Without weights the kernels run the unweighted arithmetic unchanged.
+//
 // Kernels run on PyTorch's current stream of the tensor's device.
 #include "texture_stats_cuda.cuh"
 
@@ -22,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <tuple>
 
 namespace sstkd { namespace texture { namespace cuda {
@@ -64,7 +72,7 @@ struct Offsets {
 
 // Partial sums over each block's pixels: Lloyd-Max step (lloyd: sum of S and count per nearest
 // level, (2N) entries) or hat-code histogram ((N) entries, each code weighted by wq[p] when
-// wq is given: the backward's d CDF).
+// wq is given: the forward's importance weights, or the backward's d CDF).
 template <typename T>
 __global__ void pixel_partial_kernel(const T* __restrict__ s_all, const T* __restrict__ wq_all,
                                      int64_t P, int64_t N, bool lloyd, int64_t nb, int64_t chunk,
@@ -93,7 +101,7 @@ __global__ void pixel_partial_kernel(const T* __restrict__ s_all, const T* __res
         val[threadIdx.x * 2 + 1] = 1.0;
       } else if (N == 1) {
         ent[threadIdx.x * 2] = 0;
-        val[threadIdx.x * 2] = 1.0;
+        val[threadIdx.x * 2] = wq_all != nullptr ? double(wq_all[b * P + p]) : 1.0;
       } else {
         int64_t k;
         T wt;
@@ -112,6 +120,48 @@ __global__ void pixel_partial_kernel(const T* __restrict__ s_all, const T* __res
   }
 }
 
+// Raw importance-weight sums, block per (image, slot), slots 1 + D per image: slot 0 over all
+// pixels, slot 1 + d over the first pixels of the pairs of offset d (0 without pairs). Thread
+// partial sums in a fixed stride, then block_sum's fixed tree: bitwise reproducible.
+template <typename T>
+__global__ void weight_sums_kernel(const T* __restrict__ w_all, int64_t H, int64_t W,
+                                   Offsets offs, double* __restrict__ sums) {
+  __shared__ double red[kThreads];
+  const int64_t slots = 1 + offs.n, b = blockIdx.x / slots, slot = blockIdx.x % slots;
+  int64_t y0 = 0, x0 = 0, hh = H, ww = W;
+  if (slot > 0) {
+    const int64_t dy = offs.v[2 * (slot - 1)], dx = offs.v[2 * (slot - 1) + 1];
+    hh = H - (dy < 0 ? -dy : dy);
+    ww = W - (dx < 0 ? -dx : dx);
+    y0 = dy < 0 ? -dy : 0;
+    x0 = dx < 0 ? -dx : 0;
+  }
+  const int64_t n = hh > 0 && ww > 0 ? hh * ww : 0;
+  const T* w = w_all + b * H * W;
+  double acc = 0;
+  for (int64_t t = threadIdx.x; t < n; t += blockDim.x)
+    acc += double(w[(y0 + t / ww) * W + x0 + t % ww]);
+  const double total = block_sum(acc, red);
+  if (threadIdx.x == 0) sums[blockIdx.x] = total;
+}
+
+// Thread per pixel: the weights DTIEM counts with, ones for an image whose weights sum to 0.
+template <typename T>
+__global__ void effective_weights_kernel(const T* __restrict__ w_all,
+                                         const double* __restrict__ sums, int64_t B, int64_t P,
+                                         int64_t slots, T* __restrict__ out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * P) return;
+  out[i] = sums[(i / P) * slots] > 0 ? w_all[i] : T(1);
+}
+
+// Normaliser of slot `slot` of image b (weight_sums_kernel): the weight sum, or `count` (the
+// pixel or pair count) for an image counted with uniform weights.
+__device__ inline double weight_norm(const double* sums, int64_t b, int64_t slots, int64_t slot,
+                                     double count) {
+  return sums[b * slots] > 0 ? sums[b * slots + slot] : count;
+}
+
 // Lloyd-Max update, thread per (image, level): a level without pixels stays.
 template <typename T>
 __global__ void lloyd_update_kernel(const double* __restrict__ sums, int64_t B, int64_t N,
@@ -123,10 +173,12 @@ __global__ void lloyd_update_kernel(const double* __restrict__ sums, int64_t B, 
   if (!bad[b] && cnt > 0) lv_all[i] = static_cast<T>(sums[b * 2 * N + k] / cnt);
 }
 
-// Thread per image: histogram, denoised histogram and CDF (NaN for a flagged image).
+// Thread per image: histogram, denoised histogram and CDF (NaN for a flagged image); wsums:
+// the importance-weight sums (weight_sums_kernel, `slots` per image) or nullptr.
 template <typename T>
 __global__ void dtiem_hist_kernel(const double* __restrict__ sums, int64_t B, int64_t P,
                                   int64_t N, double theta, const int* __restrict__ bad,
+                                  const double* __restrict__ wsums, int64_t slots,
                                   T* __restrict__ raw_all, T* __restrict__ hist_all,
                                   T* __restrict__ cdf_all, T* __restrict__ lv_all) {
   const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -137,7 +189,8 @@ __global__ void dtiem_hist_kernel(const double* __restrict__ sums, int64_t B, in
     for (int64_t k = 0; k < N; ++k) raw[k] = hist_all[b * N + k] = lv_all[b * N + k] = nan_v;
     return;
   }
-  for (int64_t k = 0; k < N; ++k) raw[k] = static_cast<T>(sums[b * N + k] / double(P));
+  const double norm = wsums != nullptr ? weight_norm(wsums, b, slots, 0, double(P)) : double(P);
+  for (int64_t k = 0; k < N; ++k) raw[k] = static_cast<T>(sums[b * N + k] / norm);
   int64_t amax;
   T c;
   denoise_cdf(raw, N, theta, hist_all + b * N, cdf_all + b * N, amax, c);
@@ -165,12 +218,13 @@ __global__ void dtiem_q_kernel(const T* __restrict__ s_all, int64_t B, int64_t P
   }
 }
 
-// Partial co-occurrence of each block's pixel pairs: block (b * D + d) * nb + j.
+// Partial co-occurrence of each block's pixel pairs: block (b * D + d) * nb + j; each pair
+// weighted by the effective weight of its first pixel when weff is given.
 template <typename T>
-__global__ void cooc_partial_kernel(const T* __restrict__ s_all, int64_t H, int64_t W,
-                                    int64_t N, Offsets offs, int64_t nb, int64_t chunk,
-                                    const T* __restrict__ lv_all, const int* __restrict__ bad,
-                                    double* __restrict__ part) {
+__global__ void cooc_partial_kernel(const T* __restrict__ s_all, const T* __restrict__ weff,
+                                    int64_t H, int64_t W, int64_t N, Offsets offs, int64_t nb,
+                                    int64_t chunk, const T* __restrict__ lv_all,
+                                    const int* __restrict__ bad, double* __restrict__ part) {
   __shared__ int ent[kThreads * 4];
   __shared__ double val[kThreads * 4];
   const int64_t D = offs.n, bd = blockIdx.x / nb, j = blockIdx.x % nb, b = bd / D, d = bd % D;
@@ -194,15 +248,20 @@ __global__ void cooc_partial_kernel(const T* __restrict__ s_all, int64_t H, int6
       const int64_t i = y * W + x, jj = (y + dy) * W + x + dx;
       if (N == 1) {
         ent[threadIdx.x * 4] = 0;
-        val[threadIdx.x * 4] = 1.0;
+        val[threadIdx.x * 4] = weff != nullptr ? double(weff[b * P + i]) : 1.0;
       } else {
         int64_t ki, kj;
         T wi, wj;
         bool in_i, in_j;
         hat_code(S[i], lv, N, ki, wi, in_i);
         hat_code(S[jj], lv, N, kj, wj, in_j);
-        const double ai[2] = {double(T(1) - wi), double(wi)};
+        double ai[2] = {double(T(1) - wi), double(wi)};
         const double aj[2] = {double(T(1) - wj), double(wj)};
+        if (weff != nullptr) {
+          const double a = double(weff[b * P + i]);
+          ai[0] *= a;
+          ai[1] *= a;
+        }
         for (int u = 0; u < 2; ++u)
           for (int v = 0; v < 2; ++v) {
             ent[threadIdx.x * 4 + 2 * u + v] = static_cast<int>((ki + u) * N + kj + v);
@@ -216,11 +275,12 @@ __global__ void cooc_partial_kernel(const T* __restrict__ s_all, int64_t H, int6
   }
 }
 
-// Thread per (image, offset, entry): co-occurrence = summed pairs / pair count.
+// Thread per (image, offset, entry): co-occurrence = summed pairs / pair count (pair weight
+// sum with wsums; 0 when it is 0).
 template <typename T>
 __global__ void cooc_finish_kernel(const double* __restrict__ M, int64_t B, int64_t H, int64_t W,
                                    int64_t N, Offsets offs, const int* __restrict__ bad,
-                                   T* __restrict__ cooc) {
+                                   const double* __restrict__ wsums, T* __restrict__ cooc) {
   const int64_t D = offs.n, NN = N * N;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= B * D * NN) return;
@@ -228,8 +288,11 @@ __global__ void cooc_finish_kernel(const double* __restrict__ M, int64_t B, int6
   const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
   const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
   const int64_t npairs = hh > 0 && ww > 0 ? hh * ww : 0;
+  const double norm = wsums != nullptr && npairs > 0
+                          ? weight_norm(wsums, b, 1 + D, 1 + d, double(npairs))
+                          : double(npairs);
   if (bad[b]) cooc[i] = static_cast<T>(nan(""));
-  else cooc[i] = npairs > 0 ? static_cast<T>(M[i] / double(npairs)) : T(0);
+  else cooc[i] = norm > 0 ? static_cast<T>(M[i] / norm) : T(0);
 }
 
 // Backward, thread per image: through the CDF, the clip-and-redistribute and the histogram.
@@ -266,15 +329,19 @@ __global__ void dtiem_backward_hist_kernel(const double* __restrict__ dcdf_all,
   dh[amax] += theta * dclip;
 }
 
-// Backward, thread per pixel: d loss / d s_p through its hat code (zero when clamped).
+// Backward, thread per pixel: d loss / d s_p through its hat code (zero when clamped); with
+// importance weights (weff, wsums), the histogram and co-occurrence terms carry the weight of
+// the pixel (of the pair's first pixel) over the weight sums instead of 1 over the counts.
 template <typename T>
 __global__ void dtiem_backward_pixel_kernel(const T* __restrict__ gq_all,
                                             const T* __restrict__ gm_all,
                                             const T* __restrict__ s_all,
                                             const T* __restrict__ lv_all,
                                             const double* __restrict__ dh_all,
-                                            const T* __restrict__ hd_cdf, int64_t B, int64_t H,
-                                            int64_t W, int64_t N, Offsets offs,
+                                            const T* __restrict__ hd_cdf,
+                                            const T* __restrict__ weff,
+                                            const double* __restrict__ wsums, int64_t B,
+                                            int64_t H, int64_t W, int64_t N, Offsets offs,
                                             T* __restrict__ ds_all) {
   const int64_t P = H * W, D = offs.n;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -295,32 +362,47 @@ __global__ void dtiem_backward_pixel_kernel(const T* __restrict__ gq_all,
     return;
   }
   const int64_t y = p / W, x = p % W;
-  double dE0 = double(dQ[p]) * double(cdf[k]) + dh[k] / double(P);
-  double dE1 = double(dQ[p]) * double(cdf[k + 1]) + dh[k + 1] / double(P);
+  const T* A = weff != nullptr ? weff + b * P : nullptr;
+  double dE0, dE1;
+  if (A == nullptr) {
+    dE0 = double(dQ[p]) * double(cdf[k]) + dh[k] / double(P);
+    dE1 = double(dQ[p]) * double(cdf[k + 1]) + dh[k + 1] / double(P);
+  } else {
+    const double hn = weight_norm(wsums, b, 1 + D, 0, double(P));
+    dE0 = double(dQ[p]) * double(cdf[k]) + dh[k] * double(A[p]) / hn;
+    dE1 = double(dQ[p]) * double(cdf[k + 1]) + dh[k + 1] * double(A[p]) / hn;
+  }
   for (int64_t d = 0; d < D; ++d) {
     const int64_t dy = offs.v[2 * d], dx = offs.v[2 * d + 1];
     const int64_t hh = H - (dy < 0 ? -dy : dy), ww = W - (dx < 0 ? -dx : dx);
     if (hh <= 0 || ww <= 0) continue;
-    const double inv = 1.0 / double(hh * ww);
+    double inv = 1.0 / double(hh * ww);
+    if (A != nullptr) {
+      const double pw = weight_norm(wsums, b, 1 + D, 1 + d, double(hh * ww));
+      if (!(pw > 0)) continue;  // pairs of zero weight: M = 0
+      inv = 1.0 / pw;
+    }
     const T* G = dM + d * N * N;
     const int64_t yn = y + dy, xn = x + dx, yp = y - dy, xp = x - dx;
-    if (yn >= 0 && yn < H && xn >= 0 && xn < W) {
+    if (yn >= 0 && yn < H && xn >= 0 && xn < W) {  // p is the first of a pair
       int64_t kq;
       T wq;
       bool iq;
       hat_code(S[yn * W + xn], lv, N, kq, wq, iq);
       const double a0 = double(T(1) - wq), a1 = double(wq);
-      dE0 += (G[k * N + kq] * a0 + G[k * N + kq + 1] * a1) * inv;
-      dE1 += (G[(k + 1) * N + kq] * a0 + G[(k + 1) * N + kq + 1] * a1) * inv;
+      const double f = A != nullptr ? double(A[p]) * inv : inv;
+      dE0 += (G[k * N + kq] * a0 + G[k * N + kq + 1] * a1) * f;
+      dE1 += (G[(k + 1) * N + kq] * a0 + G[(k + 1) * N + kq + 1] * a1) * f;
     }
-    if (yp >= 0 && yp < H && xp >= 0 && xp < W) {
+    if (yp >= 0 && yp < H && xp >= 0 && xp < W) {  // p is the second of a pair
       int64_t kq;
       T wq;
       bool iq;
       hat_code(S[yp * W + xp], lv, N, kq, wq, iq);
       const double a0 = double(T(1) - wq), a1 = double(wq);
-      dE0 += (a0 * G[kq * N + k] + a1 * G[(kq + 1) * N + k]) * inv;
-      dE1 += (a0 * G[kq * N + k + 1] + a1 * G[(kq + 1) * N + k + 1]) * inv;
+      const double f = A != nullptr ? double(A[yp * W + xp]) * inv : inv;
+      dE0 += (a0 * G[kq * N + k] + a1 * G[(kq + 1) * N + k]) * f;
+      dE1 += (a0 * G[kq * N + k + 1] + a1 * G[(kq + 1) * N + k + 1]) * f;
     }
   }
   ds_all[i] = static_cast<T>((dE1 - dE0) / double(lv[k + 1] - lv[k]));
@@ -335,11 +417,38 @@ Offsets make_offsets(at::IntArrayRef offsets) {
   return o;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, int64_t N,
-                                                              int64_t iters, double theta,
-                                                              at::IntArrayRef offsets) {
+// Importance weights of a call: raw sums (B, 1 + D) and effective weights (B, H, W) on the
+// stream; pointers stay null without weights.
+struct Weights {
+  Tensor sums, eff;
+  template <typename T>
+  const T* eff_ptr() const { return eff.defined() ? eff.data_ptr<T>() : nullptr; }
+  const double* sums_ptr() const { return sums.defined() ? sums.data_ptr<double>() : nullptr; }
+};
+
+template <typename T>
+Weights prepare_weights(const std::optional<Tensor>& weights, const Offsets& offs, int64_t B,
+                        int64_t H, int64_t W, cudaStream_t stream, const char* fn) {
+  Weights out;
+  if (!weights.has_value() || B == 0) return out;
+  const Tensor w = weights->contiguous();
+  const int64_t slots = 1 + offs.n;
+  out.sums = at::empty({B, slots}, w.options().dtype(at::kDouble));
+  out.eff = at::empty({B, H, W}, w.options());
+  weight_sums_kernel<T><<<grid_blocks(B * slots, 1, fn), kThreads, 0, stream>>>(
+      w.data_ptr<T>(), H, W, offs, out.sums.data_ptr<double>());
+  check_launch(fn);
+  effective_weights_kernel<T><<<grid_blocks(B * H * W, 256, fn), 256, 0, stream>>>(
+      w.data_ptr<T>(), out.sums.data_ptr<double>(), B, H * W, slots, out.eff.data_ptr<T>());
+  check_launch(fn);
+  return out;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(
+    const Tensor& s_, int64_t N, int64_t iters, double theta, at::IntArrayRef offsets,
+    const std::optional<Tensor>& weights) {
   constexpr const char* fn = "texstat_dtiem";
-  dtiem_args(s_, N, iters, theta, offsets, kMaxOffsetPairs, fn, /*cuda=*/true);
+  dtiem_args(s_, N, iters, theta, offsets, weights, kMaxOffsetPairs, fn, /*cuda=*/true);
   const Offsets offs = make_offsets(offsets);
   const DeviceScope scope(s_);
   const Tensor s = s_.contiguous();
@@ -380,6 +489,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
     const scalar_t* S = s.data_ptr<scalar_t>();
     scalar_t* lv = levels.data_ptr<scalar_t>();
     const int* flag = bad.data_ptr<int>();
+    const Weights wts = prepare_weights<scalar_t>(weights, offs, B, H, W, stream, fn);
+    const scalar_t* A = wts.eff_ptr<scalar_t>();
     extrema_partial_kernel<scalar_t><<<grid_x, kThreads, 0, stream>>>(
         S, P, nb_x, chunk_x, part_idx.data_ptr<int64_t>(), part_bad.data_ptr<int>());
     check_launch(fn);
@@ -391,7 +502,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
     const auto pass = [&](bool lloyd) -> const double* {
       const int64_t K = lloyd ? 2 * N : N;
       pixel_partial_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
-          S, nullptr, P, N, lloyd, nb, chunk, lv, flag, part.data_ptr<double>());
+          S, lloyd ? nullptr : A, P, N, lloyd, nb, chunk, lv, flag, part.data_ptr<double>());
       check_launch(fn);
       if (nb == 1) return part.data_ptr<double>();
       sum_partials_kernel<<<lloyd ? sums_l : grid_blocks(B * N, 256, fn), 256, 0, stream>>>(
@@ -406,8 +517,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
     }
     const double* hsums = pass(false);
     dtiem_hist_kernel<scalar_t><<<image_threads, 128, 0, stream>>>(
-        hsums, B, P, N, theta, flag, raw.data_ptr<scalar_t>(), hist.data_ptr<scalar_t>(),
-        cdf.data_ptr<scalar_t>(), lv);
+        hsums, B, P, N, theta, flag, wts.sums_ptr(), 1 + D, raw.data_ptr<scalar_t>(),
+        hist.data_ptr<scalar_t>(), cdf.data_ptr<scalar_t>(), lv);
     check_launch(fn);
     dtiem_q_kernel<scalar_t><<<pixels, 256, 0, stream>>>(S, B, P, N, lv,
                                                          cdf.data_ptr<scalar_t>(), flag,
@@ -415,7 +526,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
     check_launch(fn);
     if (D > 0) {
       cooc_partial_kernel<scalar_t><<<grid_m, kThreads, 0, stream>>>(
-          S, H, W, N, offs, nb_m, chunk_m, lv, flag, part_m.data_ptr<double>());
+          S, A, H, W, N, offs, nb_m, chunk_m, lv, flag, part_m.data_ptr<double>());
       check_launch(fn);
       if (nb_m > 1) {
         sum_partials_kernel<<<sums_m, 256, 0, stream>>>(part_m.data_ptr<double>(), B * D, nb_m,
@@ -423,7 +534,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
         check_launch(fn);
       }
       cooc_finish_kernel<scalar_t><<<sums_m, 256, 0, stream>>>(
-          M.data_ptr<double>(), B, H, W, N, offs, flag, cooc.data_ptr<scalar_t>());
+          M.data_ptr<double>(), B, H, W, N, offs, flag, wts.sums_ptr(),
+          cooc.data_ptr<scalar_t>());
       check_launch(fn);
     }
   });
@@ -432,9 +544,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> dtiem_cuda(const Tensor& s_, 
 
 Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
                            const Tensor& grad_hist, const Tensor& s_, const Tensor& levels_,
-                           const Tensor& raw_, double theta, at::IntArrayRef offsets) {
+                           const Tensor& raw_, double theta, at::IntArrayRef offsets,
+                           const std::optional<Tensor>& weights) {
   constexpr const char* fn = "texstat_dtiem_backward";
-  dtiem_backward_args(grad_q, grad_cooc, grad_hist, s_, levels_, raw_, theta, offsets,
+  dtiem_backward_args(grad_q, grad_cooc, grad_hist, s_, levels_, raw_, theta, offsets, weights,
                       kMaxOffsetPairs, fn, /*cuda=*/true);
   const Offsets offs = make_offsets(offsets);
   const DeviceScope scope(s_);
@@ -454,6 +567,8 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
   Tensor hd_cdf = at::empty({B, 2 * N}, s.options());
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "texstat_dtiem_backward_cuda", [&] {
+    // the forward's effective weights and sums (same kernels: the same values)
+    const Weights wts = prepare_weights<scalar_t>(weights, offs, B, H, W, stream, fn);
     pixel_partial_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(
         s.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(), P, N, false, nb, chunk,
         levels.data_ptr<scalar_t>(), nullptr, part.data_ptr<double>());
@@ -469,8 +584,8 @@ Tensor dtiem_backward_cuda(const Tensor& grad_q, const Tensor& grad_cooc,
     check_launch(fn);
     dtiem_backward_pixel_kernel<scalar_t><<<pixels, 256, 0, stream>>>(
         gq.data_ptr<scalar_t>(), gm.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-        levels.data_ptr<scalar_t>(), dh.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(), B, H,
-        W, N, offs, ds.data_ptr<scalar_t>());
+        levels.data_ptr<scalar_t>(), dh.data_ptr<double>(), hd_cdf.data_ptr<scalar_t>(),
+        wts.eff_ptr<scalar_t>(), wts.sums_ptr(), B, H, W, N, offs, ds.data_ptr<scalar_t>());
     check_launch(fn);
   });
   return ds;
