@@ -9,6 +9,12 @@ programs), reduced afterwards in a fixed order: no atomics, bitwise reproducible
 is O(B*H*W + B*N*N*NPROG). Small (B, N)-sized steps (denoising, CDF, level updates) run as
 torch ops.
 
+Importance weights (optional, as the compiled kernels): ``weights`` ``(B, H, W)`` weight each
+pixel's codes in the histogram and each pair's first pixel in the co-occurrence
+(``HAS_W`` variants of the kernels); an image whose weights sum to zero is counted with
+uniform weights; the weight sums are torch reductions. Without weights the unweighted kernels
+run unchanged.
+
 Non-finite input, as the CUDA kernels and without a host read: an image whose texture
 intensity holds NaN or Inf is flagged on the device, reaches the kernels as a constant zero
 image, and gets NaN in every output and in its gradient; the other images are untouched.
@@ -155,10 +161,11 @@ def _code_matrix(lv_ptr, s, j, valid, N, lanes):
 
 
 @triton.jit
-def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww, NT,
-                         nprog, BLOCK: tl.constexpr, TL: tl.constexpr):
+def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, w_ptr, out_ptr, H, W, N, dy, dx, y0, x0, hh, ww,
+                         NT, nprog, HAS_W: tl.constexpr, BLOCK: tl.constexpr,
+                         TL: tl.constexpr):
     """Partial co-occurrence, tile program_id(2) = (row tile, column tile) of the NT x NT lane
-    tiles of the N x N matrix.
+    tiles of the N x N matrix; with ``HAS_W`` each pair weighted by its first pixel's weight.
 
     Reads the stored last-level indices: a binary search here, next to the ``tl.dot``, makes
     the GPU compiler run for minutes."""
@@ -180,14 +187,20 @@ def _cooc_partial_kernel(s_ptr, j_ptr, lv_ptr, out_ptr, H, W, N, dy, dx, y0, x0,
         si = tl.load(s_ptr + pi, mask=m, other=0.0)
         sj = tl.load(s_ptr + pj, mask=m, other=0.0)
         a = _code_matrix(lv_ptr + b * N, si, tl.load(j_ptr + pi, mask=m, other=0), m, N, rows)
+        if HAS_W:
+            a = a * tl.load(w_ptr + pi, mask=m, other=0.0)[:, None]
         c = _code_matrix(lv_ptr + b * N, sj, tl.load(j_ptr + pj, mask=m, other=0), m, N, lanes)
         acc += tl.dot(tl.trans(a), c, input_precision="ieee")
     tl.store(out_ptr + ((b * nprog + g) * NL + rows[:, None]) * NL + lanes[None, :], acc)
 
 
 @triton.jit
-def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr, ds_ptr,
-                         H, W, N, D, BLOCK: tl.constexpr):
+def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, off_ptr, w_ptr,
+                         hn_ptr, inv_ptr, ds_ptr, H, W, N, D, HAS_W: tl.constexpr,
+                         BLOCK: tl.constexpr):
+    """d loss / d s_p through the hat code; with ``HAS_W`` the histogram and co-occurrence terms
+    carry the pixel's (the pair's first pixel's) weight over the weight sums ``hn (B,)`` and
+    ``1 / pair weight sums inv (B, D)`` (0: no pair) instead of 1 over the counts."""
     b = tl.program_id(0)
     P = H * W
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -198,14 +211,24 @@ def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, 
     s = tl.load(s_ptr + b * P + offs, mask=m, other=0.0)
     k, w, inside, den = _hat(lv, s, tl.load(j_ptr + b * P + offs, mask=m, other=0), N)
     dq = tl.load(dq_ptr + b * P + offs, mask=m, other=0.0).to(tl.float64)
-    de0 = dq * tl.load(cdf_ptr + b * N + k).to(tl.float64) + tl.load(dh_ptr + b * N + k) / P
-    de1 = dq * tl.load(cdf_ptr + b * N + k + 1).to(tl.float64) + tl.load(dh_ptr + b * N + k + 1) / P
+    if HAS_W:
+        w_pix = tl.load(w_ptr + b * P + offs, mask=m, other=0.0).to(tl.float64)
+        hs = w_pix / tl.load(hn_ptr + b)
+        de0 = dq * tl.load(cdf_ptr + b * N + k).to(tl.float64) + tl.load(dh_ptr + b * N + k) * hs
+        de1 = (dq * tl.load(cdf_ptr + b * N + k + 1).to(tl.float64)
+               + tl.load(dh_ptr + b * N + k + 1) * hs)
+    else:
+        de0 = dq * tl.load(cdf_ptr + b * N + k).to(tl.float64) + tl.load(dh_ptr + b * N + k) / P
+        de1 = (dq * tl.load(cdf_ptr + b * N + k + 1).to(tl.float64)
+               + tl.load(dh_ptr + b * N + k + 1) / P)
     for d in range(0, D):
         dy = tl.load(off_ptr + 2 * d)
         dx = tl.load(off_ptr + 2 * d + 1)
         hh = H - tl.abs(dy)
         ww = W - tl.abs(dx)
         inv = 1.0 / tl.maximum(hh * ww, 1).to(tl.float64)
+        if HAS_W:
+            inv = tl.load(inv_ptr + b * D + d)
         gm = dm_ptr + (b * D + d) * N * N
         yn = y + dy
         xn = x + dx
@@ -218,6 +241,9 @@ def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, 
         t0 += tl.load(gm + k * N + kn + 1, mask=vn, other=0.0) * a1
         t1 = tl.load(gm + (k + 1) * N + kn, mask=vn, other=0.0) * a0
         t1 += tl.load(gm + (k + 1) * N + kn + 1, mask=vn, other=0.0) * a1
+        if HAS_W:
+            t0 = t0 * w_pix
+            t1 = t1 * w_pix
         de0 += tl.where(vn, t0 * inv, 0.0)
         de1 += tl.where(vn, t1 * inv, 0.0)
         yp = y - dy
@@ -231,6 +257,10 @@ def _dtiem_grad_s_kernel(s_ptr, j_ptr, lv_ptr, dq_ptr, cdf_ptr, dh_ptr, dm_ptr, 
         u0 += b1 * tl.load(gm + (kp + 1) * N + k, mask=vp, other=0.0)
         u1 = b0 * tl.load(gm + kp * N + k + 1, mask=vp, other=0.0)
         u1 += b1 * tl.load(gm + (kp + 1) * N + k + 1, mask=vp, other=0.0)
+        if HAS_W:
+            w_prev = tl.load(w_ptr + b * P + yp * W + xp, mask=vp, other=0.0).to(tl.float64)
+            u0 = u0 * w_prev
+            u1 = u1 * w_prev
         de0 += tl.where(vp, u0 * inv, 0.0)
         de1 += tl.where(vp, u1 * inv, 0.0)
     ds = tl.where(inside, (de1 - de0) / den.to(tl.float64), 0.0)
@@ -285,6 +315,24 @@ def _cdf(hist: torch.Tensor) -> torch.Tensor:
     return hist.cumsum(-1) - hist / 2
 
 
+def _importance(weights: torch.Tensor | None, offsets: list[int], H: int, W: int):
+    """Effective weights ``(B, P)`` (ones for an image whose weights sum to zero), their float64
+    sums ``(B,)`` and pair weight sums ``(B, D)``; ``None`` without weights."""
+    if weights is None:
+        return None
+    B = weights.shape[0]
+    w = weights.reshape(B, H * W)
+    w = torch.where(w.sum(-1, keepdim=True) > 0, w, 1.0).contiguous()
+    w4 = w.reshape(B, H, W).double()
+    pairs = []
+    for d in range(len(offsets) // 2):
+        dy, dx = offsets[2 * d], offsets[2 * d + 1]
+        hh, ww = H - abs(dy), W - abs(dx)
+        y0, x0 = max(0, -dy), max(0, -dx)
+        pairs.append(w4[:, y0:y0 + max(hh, 0), x0:x0 + max(ww, 0)].sum((1, 2)))
+    return w, w4.sum((1, 2)), torch.stack(pairs, 1)
+
+
 def _flagged(bad: torch.Tensor, *outs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``outs`` with NaN in the rows of the images flagged in ``bad`` (new tensors: no output
     aliases another)."""
@@ -293,14 +341,16 @@ def _flagged(bad: torch.Tensor, *outs: torch.Tensor) -> tuple[torch.Tensor, ...]
 
 @torch.library.custom_op("sstkd_ops::texstat_dtiem_triton", mutates_args=())
 def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
-                  offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                               torch.Tensor, torch.Tensor]:
+                  offsets: list[int], weights: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                             torch.Tensor]:
     """Triton ``texstat_dtiem``: same outputs as the compiled op."""
     B, H, W = s.shape
     P, N, D = H * W, num_levels, len(offsets) // 2
     sf = s.reshape(B, P).contiguous()
     bad = nonfinite_rows(sf)
     sf = zero_rows(sf, bad)
+    imp = _importance(weights, offsets, H, W)
     levels = _levels(sf, N, iters)
     if N == 1:
         raw = torch.ones(B, 1, dtype=s.dtype, device=s.device)
@@ -309,9 +359,14 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
         for d in range(D):
             if H - abs(offsets[2 * d]) <= 0 or W - abs(offsets[2 * d + 1]) <= 0:
                 cooc[:, d] = 0
+        if imp is not None:  # pairs of zero weight: 0
+            cooc = torch.where(imp[2][:, :, None, None] > 0, cooc, 0.0)
         return _flagged(bad, q, cooc, raw, levels, raw)
     jidx = _level_index(sf, levels)
-    raw = (_hist_partial(sf, jidx, levels) / P).to(s.dtype)
+    if imp is None:
+        raw = (_hist_partial(sf, jidx, levels) / P).to(s.dtype)
+    else:
+        raw = (_hist_partial(sf, jidx, levels, imp[0]) / imp[1][:, None]).to(s.dtype)
     hist = denoise_histogram(raw, theta)
     cdf = _cdf(hist).contiguous()
     q = torch.empty_like(sf)
@@ -325,22 +380,29 @@ def texstat_dtiem(s: torch.Tensor, num_levels: int, iters: int, theta: float,
             continue
         nprog = nprog_for(hh * ww, DOT_BLOCK)
         part = torch.empty(B, nprog, TL * NT, TL * NT, dtype=s.dtype, device=s.device)
-        _cooc_partial_kernel[(B, nprog, NT * NT)](sf, jidx, levels, part, H, W, N, dy, dx,
-                                                  max(0, -dy), max(0, -dx), hh, ww, NT, nprog,
-                                                  BLOCK=DOT_BLOCK, TL=TL,
-                                                  num_warps=dot_warps(TL))
-        cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
+        _cooc_partial_kernel[(B, nprog, NT * NT)](sf, jidx, levels,
+                                                  sf if imp is None else imp[0], part, H, W, N,
+                                                  dy, dx, max(0, -dy), max(0, -dx), hh, ww, NT,
+                                                  nprog, HAS_W=imp is not None, BLOCK=DOT_BLOCK,
+                                                  TL=TL, num_warps=dot_warps(TL))
+        if imp is None:
+            cooc[:, d] = part.sum(1)[:, :N, :N] / (hh * ww)
+        else:
+            pw = imp[2][:, d, None, None]
+            m = part.sum(1)[:, :N, :N] / torch.where(pw > 0, pw, 1.0).to(s.dtype)
+            cooc[:, d] = torch.where(pw > 0, m, 0.0)
     return _flagged(bad, q.reshape(B, H, W), cooc, hist, levels, raw)
 
 
 @torch.library.custom_op("sstkd_ops::texstat_dtiem_backward_triton", mutates_args=())
 def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_hist: torch.Tensor,
                     s: torch.Tensor, levels: torch.Tensor, raw_hist: torch.Tensor, theta: float,
-                    offsets: list[int]) -> torch.Tensor:
+                    offsets: list[int], weights: torch.Tensor | None = None) -> torch.Tensor:
     B, H, W = s.shape
     P, N, D = H * W, levels.shape[1], len(offsets) // 2
     sf = s.reshape(B, P).contiguous()
     bad = nonfinite_rows(sf, levels)  # NaN levels: flagged in the forward
+    imp = _importance(weights, offsets, H, W)
     if N == 1:
         return nan_rows(torch.zeros_like(sf), bad).reshape(B, H, W)
     sf, levels, raw_hist, dq, grad_cooc, grad_hist = (
@@ -367,9 +429,16 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
     for i, v in enumerate(offsets):
         offs_t[i] = v
     ds = torch.empty_like(sf)
+    if imp is None:
+        w_args = (sf, dh_raw, dh_raw)  # not read
+    else:
+        pw = imp[2]
+        w_args = (imp[0], imp[1].contiguous(),
+                  torch.where(pw > 0, 1.0 / torch.where(pw > 0, pw, 1.0), 0.0).contiguous())
     _dtiem_grad_s_kernel[(B, triton.cdiv(P, BLOCK))](sf, jidx, levels, dq, cdf,
                                                      dh_raw.contiguous(),
-                                                     grad_cooc.contiguous(), offs_t, ds, H, W,
-                                                     N, D, BLOCK=BLOCK)
+                                                     grad_cooc.contiguous(), offs_t, *w_args,
+                                                     ds, H, W, N, D, HAS_W=imp is not None,
+                                                     BLOCK=BLOCK)
     return nan_rows(ds, bad).reshape(B, H, W)
 
