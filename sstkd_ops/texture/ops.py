@@ -27,7 +27,8 @@ zero image), leaving the other images as they are; the C++ CPU kernels raise ``R
 ``ValueError`` at the boundary in eager mode (one sync per call; skipped under
 ``torch.compile``). With the check off, the fused ops (``cpu``, ``cuda``, ``triton``) never
 read a device value on the host in forward or backward (no ``.item()``: CUDA-graph
-capturable).
+capturable), except for the one check of the values of ``texture_equalize``'s ``weights``
+when they are given in eager mode (skipped under ``torch.compile`` and CUDA-graph capture).
 
 Limits: level counts are at most :data:`MAX_LEVELS` (4096, :mod:`sstkd_ops.constants`, the
 same value as ``kMaxLevels`` in ``csrc/constants.h``) on every backend. Batches and channels
