@@ -305,3 +305,22 @@ def test_importance_errors(kw, exc, pattern):
     args = {"x": torch.randn(1, 2, 4, 4), **kw}
     with pytest.raises(exc, match=pattern):
         texture_importance(**args)
+
+
+def test_compiled_op_checks_weights():
+    """The compiled op re-checks the weights (shape, dtype; values on the CPU kernel)."""
+    if "cpu" not in _backend.available_backends("cpu"):
+        pytest.skip("compiled extension not built")
+    op = torch.ops.sstkd_ops.texstat_dtiem
+    s = torch.rand(2, 4, 5, dtype=torch.float64)
+    for w, pattern in ((torch.ones(2, 4, 4, dtype=torch.float64), r"'weights' expected shape"),
+                       (torch.ones(2, 4, 5), r"'weights' expected dtype Double"),
+                       (-torch.ones(2, 4, 5, dtype=torch.float64),
+                        r"'weights' expected finite values >= 0, got -1 in image 0")):
+        with pytest.raises(RuntimeError, match=pattern):
+            op(s, 4, 1, 0.5, [1, 1], w)
+    g = torch.ones(2, 4, 5, dtype=torch.float64)
+    q, cooc, hist, levels, raw = op(s, 4, 1, 0.5, [1, 1], g)
+    with pytest.raises(RuntimeError, match=r"texstat_dtiem_backward: argument 'weights' expected"):
+        torch.ops.sstkd_ops.texstat_dtiem_backward(q, cooc, hist, s, levels, raw, 0.5, [1, 1],
+                                                   g[:1])
