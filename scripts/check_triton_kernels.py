@@ -77,12 +77,15 @@ def _exercise(tag, level_counts: tuple[int, ...], contourlet: bool) -> None:
             x = torch.randn(2, 3, 7, 6, dtype=dtype, requires_grad=True)
             te = sstkd_ops.texture_equalize(x, levels, 2, 0.5, ((1, 1), (0, -1)),
                                             backend="triton")
+            tw = sstkd_ops.texture_equalize(x, levels, 2, 0.5, ((1, 1), (0, -1)),
+                                            weights=torch.rand(2, 7, 6, dtype=dtype),
+                                            backend="triton")  # importance-weighted kernels
             q1 = sstkd_ops.qco_1d(x, levels, backend="triton")
             f = torch.randn(2, 20, levels, dtype=dtype, requires_grad=True)  # 2 channel steps
             tem = sstkd_ops.qco_1d_tem(f, q1.cos_sim, q1.levels, backend="triton")
             _, sta2 = sstkd_ops.qco_2d(x, levels, 1, backend="triton")
-            (te.q.sum() + te.cooc.sum() + te.hist.sum() + q1.sta.sum() + tem.sum()
-             + sta2.sum()).backward()
+            (te.q.sum() + te.cooc.sum() + te.hist.sum() + tw.q.sum() + tw.cooc.sum()
+             + tw.hist.sum() + q1.sta.sum() + tem.sum() + sta2.sum()).backward()
         if not contourlet:
             continue
         tag("-")
