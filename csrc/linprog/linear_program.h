@@ -3,7 +3,7 @@
 // The contourlet transform (and its adjoint) is a fixed linear map of each (H, W) plane,
 // built from a handful of primitives: index gathers (polyphase splits, resampling, periodic
 // and quincunx-periodic extension), separable or 2-D valid correlations with a stride and a
-// phase, and linear combinations. sstkd_ops/_linear_program.py compiles a transform into a
+// phase, and linear combinations. sstkd_ops/linprog/program.py compiles a transform into a
 // list of such instructions; the kernels here run the list on every plane, keeping the
 // plane's intermediates in a small per-plane workspace (cache resident on the CPU).
 //
