@@ -170,3 +170,38 @@ def test_structural_energy_loss_is_a_mean_over_images():
     parts = [structural_loss((s[0][i:i + 1], [[x[i:i + 1] for x in s[1:]]]),
                              (t[0][i:i + 1], [[x[i:i + 1] for x in t[1:]]])) for i in range(4)]
     torch.testing.assert_close(whole, torch.stack(parts).mean(), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_distiller_sampler_weights_both_sides_from_the_teacher(backend):
+    """With the sampler on, 'sta' is L_sta of the student's and the teacher's DTIEM, both
+    counted with the teacher's importance weights; gain 0 is the plain DTIEM."""
+    torch.manual_seed(0)
+    s_feat, t_feat = _features(size=12)
+    kw = dict(nlevs=(2, 2), num_levels=8, structural=False, backend=backend)
+    d = TextureDistiller({"layer1": 4}, {"layer1": 6}, sampler_anchors=3, sampler_radius=1.5,
+                         sampler_gain=2.0, **kw)
+    out = d(s_feat, t_feat)["sta"]
+    t = t_feat["layer1"].detach()
+    w = sstkd_ops.texture_importance(t, 3, 1.5, 2.0)
+    assert float(w.max()) == 3.0 and float(w.min()) >= 1.0  # the anchors weigh 1 + gain
+    s = d.adapters["layer1"](s_feat["layer1"])
+    want = statistical_loss(d.dtiem(s, w), d.dtiem(t, w), d.beta)
+    torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-7)
+    plain = TextureDistiller({"layer1": 4}, {"layer1": 6}, sampler_anchors=3,
+                             sampler_gain=0.0, **kw)
+    plain.load_state_dict(d.state_dict())
+    want_plain = statistical_loss(d.dtiem(s), d.dtiem(t), d.beta)
+    torch.testing.assert_close(plain(s_feat, t_feat)["sta"], want_plain, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(out, want_plain)  # the weights change the counts
+
+
+def test_standardize_planes_by_hand():
+    from sstkd.losses import standardize_planes
+
+    x = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[2.0, 2.0], [2.0, 2.0]]]], dtype=torch.float64)
+    out = standardize_planes(x)
+    # plane 0: mean 4, variance 5 -> (x - 4) / sqrt(5 + 1e-5); plane 1 constant -> 0
+    want0 = (torch.tensor([[1.0, 3.0], [5.0, 7.0]], dtype=torch.float64) - 4) / (5 + 1e-5) ** 0.5
+    torch.testing.assert_close(out[0, 0], want0, rtol=1e-14, atol=0)
+    assert torch.equal(out[0, 1], torch.zeros(2, 2, dtype=torch.float64))
