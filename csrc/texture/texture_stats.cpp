@@ -3,8 +3,9 @@
 // The public entry points live in sstkd_ops/texture/ops.py; these are the fused building
 // blocks it composes. Kernels, one file per op family (cosine similarity; QCO and TEM
 // product; DTIEM): csrc/texture/cpu/texture_{cos_sim,qco,dtiem}_cpu.cpp with helpers in
-// csrc/texture/cpu/texture_stats_cpu.h, csrc/texture/cuda/texture_{cos_sim,qco,dtiem}_cuda.cu with helpers in
-// csrc/texture/cuda/texture_stats_cuda.cuh.
+// csrc/texture/cpu/texture_stats_cpu.h, csrc/texture/cuda/texture_{cos_sim,qco,dtiem}_cuda.cu
+// (DTIEM's backward in texture_dtiem_backward_cuda.cu, helpers of both directions in
+// texture_dtiem_cuda.cuh) with helpers in csrc/texture/cuda/texture_stats_cuda.cuh.
 // Shapes (G = groups: images, or image cells for QCO 2-D; P = pixels of a group):
 //   texstat_cos_sim            x (B, C, H, W), cells S -> s (B, H, W), pixel norms (B, H, W),
 //                              unit cell means (B, S*S, C), cell-mean norms (B, S*S)
