@@ -402,9 +402,9 @@ def texstat_dtiem_backward(grad_q: torch.Tensor, grad_cooc: torch.Tensor, grad_h
     P, N, D = H * W, levels.shape[1], len(offsets) // 2
     sf = s.reshape(B, P).contiguous()
     bad = nonfinite_rows(sf, levels)  # NaN levels: flagged in the forward
-    imp = _importance(weights, offsets, H, W)
     if N == 1:
         return nan_rows(torch.zeros_like(sf), bad).reshape(B, H, W)
+    imp = _importance(weights, offsets, H, W)
     sf, levels, raw_hist, dq, grad_cooc, grad_hist = (
         zero_rows(t, bad).contiguous()
         for t in (sf, levels, raw_hist, grad_q.reshape(B, P), grad_cooc, grad_hist))
