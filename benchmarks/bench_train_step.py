@@ -36,30 +36,26 @@ import torch
 from benchmarks.harness import RESULTS, append_csv, env_info, time_ms
 from benchmarks.report import plot_bars
 from sstkd.config import load_config
-from sstkd.distill import Distiller
+from sstkd.distill import build_distiller
 from sstkd.models import build_model
 
-TEXTURE_PRESETS = ("sstkd", "sstkd_str", "sstkd_sta")
+TEXTURE_PRESETS = ("sstkd", "sstkd_str", "sstkd_sta", "sstkd_skd")
 
 
 def _step_fn(cfg_path: str | None, overrides: list[str], preset: str, backend: str | None,
              compile_texture: bool, device: torch.device, amp_dtype: torch.dtype | None = None):
     """A closure running one training step of ``preset`` with texture ops on ``backend``."""
-    cfg = load_config(cfg_path, [*overrides, f"distill.preset={preset}"])
+    cfg = load_config(cfg_path, [*overrides, f"distill.preset={preset}",
+                                 f"distill.texture.backend={backend or 'null'}"])
     d, m = cfg.data, cfg.model
     torch.manual_seed(0)
     teacher = build_model(m.teacher, d.num_classes, m.output_stride, m.aux).to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     student = build_model(m.student, d.num_classes, m.output_stride, m.aux).to(device)
-    distiller = Distiller(student, teacher.feature_channels, cfg.distill, d.ignore_index,
-                          m.aux_weight, teacher.num_classes, teacher.output_stride).to(device)
-    if distiller.texture is not None:
-        for mod in (distiller.texture.cdm, distiller.texture.dtiem):
-            if mod is not None:
-                mod.backend = backend
-        if compile_texture:
-            distiller.texture = torch.compile(distiller.texture)
+    distiller = build_distiller(cfg, student, teacher).to(device)
+    if distiller.texture is not None and compile_texture:
+        distiller.texture = torch.compile(distiller.texture)
     distiller.train()
     params = [p for p in distiller.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
