@@ -51,7 +51,9 @@ class SSTKDLoss(nn.Module):
             teacher module name (``{"features.3": "layer1"}``). Student maps whose size differs
             from the teacher's are resized bilinearly.
         structural, statistical, pixelwise: weights of ``str``, ``sta`` and ``pi`` in
-            ``total``; a term with weight 0 is not computed.
+            ``total``; a term with weight 0 is not computed. The defaults of the first two are
+            the training CLI's (``sstkd.config.DEFAULT_WEIGHTS``); the CLI's pixel-wise weight
+            is 3.
         tau: pixel-wise KD temperature.
         example_input: a batch for one dry forward of both models (``eval`` mode, no grad) that
             finds the channel counts and builds the adapters now, so that ``kd.parameters()``
@@ -81,8 +83,8 @@ class SSTKDLoss(nn.Module):
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module,
-                 taps: Sequence[str] | Mapping[str, str], structural: float = 1.0,
-                 statistical: float = 1.0, pixelwise: float = 0.0, tau: float = 1.0,
+                 taps: Sequence[str] | Mapping[str, str], structural: float = 0.3,
+                 statistical: float = 10.0, pixelwise: float = 0.0, tau: float = 1.0,
                  example_input: torch.Tensor | None = None, **texture: Any):
         super().__init__()
         fn = "SSTKDLoss"

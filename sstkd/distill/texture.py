@@ -134,7 +134,7 @@ class TextureDistiller(nn.Module):
                  statistical: bool = True, pfilt: str = "9-7", dfilt: str = "pkva",
                  nlevs: Sequence[int] = (3, 3), num_levels: int = 32, iters: int = 3,
                  theta: float = 0.5, offsets: Sequence[Sequence[int]] = ((1, 1),),
-                 beta: float = 1.0, backend: str | None = None, str_norm: str = "energy",
+                 beta: float = 1.0, backend: str | None = None, str_norm: str = "standardize",
                  sampler_anchors: int = 0, sampler_radius: float = 2.0,
                  sampler_gain: float = 1.0):
         super().__init__()
