@@ -87,10 +87,11 @@ def test_weighted_parity(backend, dtype, shape):
     w = _weights((B, H, W), dtype)
     if B > 1:
         w[1] = 0
-    # float32: the gradient through the weighted soft co-occurrence, as in
-    # test_texture_stats_fused (2x the table)
-    _check_parity(backend, x, w, dtype, 2.0)
-    _check_parity(backend, x, w, dtype, 2.0, N=1, K=0, theta=0.5, offs=((0, 1),))
+    # measured at most 0.07x the table (float32 grad_x, N = 6 and 1): no widening
+    _check_parity(backend, x, w, dtype, 1.0)
+    _check_parity(backend, x, w, dtype, 1.0, N=1, K=0, theta=0.5, offs=((0, 1),))
+    # float32 grad_x through the weighted soft co-occurrence of 20 levels (d Q / d s divides by
+    # the level spacing): measured 0.77x the table (C++ and Triton alike)
     _check_parity(backend, x, w, dtype, 2.0, N=20, K=1, theta=0.3,
                   offs=((1, 0), (H + 1, 0), (-1, 1)))
 
@@ -184,6 +185,8 @@ def test_weighted_parity_cuda(backend):
         x = torch.randn(3, 8, 33, 17, dtype=dtype, device="cuda")
         w = _weights((3, 33, 17), dtype).cuda()
         w[2] = 0
+        # 2x not measured (needs a GPU): on these inputs the CPU backends need at most 0.12x
+        # the table (float32 grad_x)
         _check_parity(backend, x, w, dtype, 2.0, N=32, K=2)
         _check_parity(backend, x, w, dtype, 2.0, N=5, K=0, offs=((1, 1),))
 

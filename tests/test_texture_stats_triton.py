@@ -49,11 +49,12 @@ def test_triton_matches_reference(case, dtype):
     x = noncontig(x)
     outs = list(zip(_run(x, "triton", case), _run(x, "reference", case)))
     for a, b in outs[:-1]:
-        assert_close(a, b, dtype, scale=10.0)
-    # d Q / d s divides by the level spacing (~ range / N): in float32 the reference's own
-    # rounding error grows with N (the C++ backend is as far from it at 200 and 300 levels)
-    grow = max(1.0, case[1] / 20) if dtype == torch.float32 else 1.0
-    assert_close(*outs[-1], dtype, scale=10.0 * grow, msg="grad_x")
+        assert_close(a, b, dtype)  # measured at most 0.09x the table (float32)
+    # float32 grad: d Q / d s divides by the level spacing (~ range / N), so the reference's own
+    # rounding error grows with N (the C++ backend is as far from it); measured 26x the table
+    # at N = 200, 4.9x at N = 300, 0.4x at N <= 20; float64 0.002x
+    wide = {200: 50.0, 300: 10.0}.get(case[1], 1.0) if dtype == torch.float32 else 1.0
+    assert_close(*outs[-1], dtype, scale=wide, msg="grad_x")
 
 
 def _qco_run(x, f, backend, L, S):
@@ -88,7 +89,11 @@ def test_triton_qco_tem_match_reference(case, dtype):
     names = ("levels", "sta", "cos_sim", "levels_2d", "sta_2d", "tem", "grad_x", "grad_f")
     for name, a, b in zip(names, _qco_run(x, f, "triton", L, S),
                           _qco_run(x, f, "reference", L, S)):
-        assert_close(a, b, dtype, scale=10.0, msg=name)
+        # float32 grad_x adds three ops' gradients through the cosine-similarity map (a division
+        # by the feature norms; TEM's alone 0.31x): measured 0.81x the table at L = 1, every
+        # other output and float64 at most 0.16x
+        wide = 2.0 if dtype == torch.float32 and name == "grad_x" else 1.0
+        assert_close(a, b, dtype, scale=wide, msg=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -102,7 +107,7 @@ def test_triton_qco_2d_many_levels_match_reference(L, dtype):
         levels, sta = qco_2d(xb, L, 1, backend=backend)
         outs.append((levels, sta, *torch.autograd.grad(weighted_loss((levels, sta), 7), xb)))
     for name, a, b in zip(("levels", "sta", "grad_x"), *outs):
-        assert_close(a, b, dtype, scale=10.0, msg=name)
+        assert_close(a, b, dtype, msg=name)  # measured at most 0.1x the table (float32 grad_x)
 
 
 def test_triton_deterministic():
@@ -150,13 +155,12 @@ def test_triton_non_finite_gives_nan_only_in_that_image_or_cell(value):
             flag = unit.view(*unit.shape, *[1] * (a.dim() - unit.dim()))
             assert bool(a.isnan()[flag.expand_as(a)].all()), f"{name} output {i}: not NaN"
             keep = ~flag.expand_as(a)
-            assert_close(a[keep], b[keep], torch.float64, scale=10.0, msg=f"{name} output {i}")
+            assert_close(a[keep], b[keep], torch.float64, msg=f"{name} output {i}")
         flag = cell_px if name == "qco_2d" else image.view(3, *[1] * (g_got.dim() - 1))
         flag = flag.expand_as(g_got)
         assert bool(g_got[flag].isnan().all()), f"{name} gradient: not NaN"
         assert bool(torch.isfinite(g_got[~flag]).all()), f"{name} gradient: NaN outside"
-        assert_close(g_got[~flag], g_want[~flag], torch.float64, scale=10.0,
-                     msg=f"{name} gradient")
+        assert_close(g_got[~flag], g_want[~flag], torch.float64, msg=f"{name} gradient")
 
 
 def test_triton_building_blocks_flag_non_finite_groups():
