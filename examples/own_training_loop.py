@@ -35,7 +35,7 @@ def train(teacher: nn.Module, student: nn.Module, batches: Iterable, steps: int,
           lr: float = 0.02) -> list[dict[str, float]]:
     """Distil ``teacher`` into ``student`` for ``steps`` batches; the loss terms of each step."""
     first_images, _ = next(iter(batches))
-    kd = SSTKDLoss(student, teacher, taps=["layer1"], structural=0.3, statistical=10.0,
+    kd = SSTKDLoss(student, teacher, taps=["layer1"], structural=3.0, statistical=10.0,
                    pixelwise=3.0, nlevs=(2, 2), num_levels=16, example_input=first_images)
     optimizer = torch.optim.SGD([*student.parameters(), *kd.parameters()], lr=lr, momentum=0.9)
     teacher.eval()

@@ -190,7 +190,7 @@ class Config:
 # the student's early stages and lost to pi = 3).
 DEFAULT_WEIGHTS: dict[str, float] = {
     "pi": 3.0, "pa": 1.0, "ho": 0.1, "cwd": 3.0,
-    "str": 0.3, "sta": 10.0,
+    "str": 3.0, "sta": 10.0,
 }
 # Named weight sets: the losses each preset turns on; every other weight is 0.
 PRESETS: dict[str, tuple[str, ...]] = {

@@ -55,11 +55,11 @@ def test_defaults_and_presets():
     assert all(getattr(cfg.distill.weights, k) == 0.0 for k in DEFAULT_WEIGHTS)
     assert preset_weights("kd") == {"pi": 3.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 0.0,
                                     "sta": 0.0}
-    assert preset_weights("sstkd") == {"pi": 3.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 0.3,
+    assert preset_weights("sstkd") == {"pi": 3.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 3.0,
                                        "sta": 10.0}
     assert preset_weights("sstkd_skd")["pa"] == 1.0 and preset_weights("sstkd_skd")["ho"] == 0.1
     assert preset_weights("skd")["ho"] == 0.1 and preset_weights("cwd")["cwd"] == 3.0
-    assert preset_weights("sstkd_str")["sta"] == 0.0 and preset_weights("sstkd_str")["str"] == 0.3
+    assert preset_weights("sstkd_str")["sta"] == 0.0 and preset_weights("sstkd_str")["str"] == 3.0
     assert set(PRESETS) >= {"baseline", "kd", "skd", "cwd", "sstkd", "sstkd_str", "sstkd_sta",
                             "sstkd_skd"}
     # a weight given explicitly wins over the preset

@@ -37,9 +37,9 @@ def test_texture_losses_fall_on_a_fixed_batch_and_teacher_gets_no_gradient():
     torch.manual_seed(1)
     batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 4, (4, 32, 32)))
     history = EXAMPLE["train"](teacher, student, itertools.repeat(batch), steps=20)
-    # measured over 20 steps with the example's weights (str 0.3 standardized, sta 10, pi 3):
-    # str to 0.75x, pi to 0.28x, sta to 0.54x of the first step
-    for term, ratio in (("str", 0.9), ("pi", 0.5), ("sta", 0.8)):
+    # measured over 20 steps with the example's weights (str 3 standardized, sta 10, pi 3):
+    # str to 0.51x, pi to 0.26x, sta to 0.74x of the first step
+    for term, ratio in (("str", 0.7), ("pi", 0.5), ("sta", 0.9)):
         values = [h[term] for h in history]
         assert all(math.isfinite(v) and v > 0 for v in values), (term, values)
         assert sum(values[-3:]) / 3 < ratio * values[0], (term, values)

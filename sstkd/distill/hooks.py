@@ -83,7 +83,7 @@ class SSTKDLoss(nn.Module):
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module,
-                 taps: Sequence[str] | Mapping[str, str], structural: float = 0.3,
+                 taps: Sequence[str] | Mapping[str, str], structural: float = 3.0,
                  statistical: float = 10.0, pixelwise: float = 0.0, tau: float = 1.0,
                  example_input: torch.Tensor | None = None, **texture: Any):
         super().__init__()
