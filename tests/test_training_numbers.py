@@ -19,13 +19,14 @@ from sstkd.models import build_model
 CLASSES, BATCH, SIZE = 4, 2, 32
 
 
-def _distiller(weights: dict[str, float], dtype: torch.dtype) -> tuple[Distiller, nn.Module]:
+def _distiller(weights: dict[str, float], dtype: torch.dtype, str_norm: str = "standardize"
+               ) -> tuple[Distiller, nn.Module]:
     """A seeded tiny student/teacher pair (the same on every process) and their Distiller."""
     torch.manual_seed(0)
     teacher = build_model("pspnet_resnet18", CLASSES, output_stride=8).eval().to(dtype)
     student = build_model("pspnet_resnet18", CLASSES, output_stride=8).to(dtype)
     cfg = DistillConfig(weights=LossWeights(**weights),
-                        texture=TextureConfig(nlevs=[2, 2], num_levels=8))
+                        texture=TextureConfig(nlevs=[2, 2], num_levels=8, str_norm=str_norm))
     distiller = Distiller(student, teacher.feature_channels, cfg,
                           teacher_classes=CLASSES, teacher_stride=8).to(dtype)
     return distiller, teacher
@@ -38,15 +39,16 @@ def _batch(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return image, target
 
 
-def test_texture_losses_are_positive_and_fall_on_a_fixed_batch():
+@pytest.mark.parametrize("str_norm", ["standardize", "energy", "none"])
+def test_texture_losses_are_positive_and_fall_on_a_fixed_batch(str_norm):
     weights = {"pi": 0.0, "pa": 0.0, "ho": 0.0, "cwd": 0.0, "str": 1.0, "sta": 1.0}
-    distiller, teacher = _distiller(weights, torch.float32)
+    distiller, teacher = _distiller(weights, torch.float32, str_norm)
     image, target = _batch(torch.float32)
     with torch.no_grad():
         teacher_out = teacher(image, return_features=True)
     optimizer = torch.optim.SGD(distiller.parameters(), lr=0.05, momentum=0.9)
     history = []
-    for _ in range(6):
+    for _ in range(12):
         total, terms, _ = distiller(image, target, teacher_out)
         history.append({k: terms[k].item() for k in ("str", "sta")})
         optimizer.zero_grad()
@@ -55,7 +57,9 @@ def test_texture_losses_are_positive_and_fall_on_a_fixed_batch():
     for term in ("str", "sta"):
         values = [h[term] for h in history]
         assert all(v > 0 for v in values), (term, values)
-        assert values[-1] < 0.9 * values[0], (term, values)
+        # measured after 12 steps: str 0.05-0.19x, sta 0.18-0.59x of the first step (sta can
+        # rise for the first few steps while the adapter settles)
+        assert values[-1] < 0.75 * values[0], (term, values)
 
 
 # ------------------------------------------------------------------------- DDP = one process

@@ -40,7 +40,7 @@ def test_config_by_name_or_path(tmp_path, monkeypatch):
     local.write_text("base: " + str(CONFIG_DIR / "camvid_cpu.yaml") + "\ntrain:\n  iters: 70\n")
     monkeypatch.chdir(tmp_path)
     assert load_config("camvid_cpu.yaml").train.iters == 70
-    assert load_config("camvid_cpu").train.iters == 100
+    assert load_config("camvid_cpu").train.iters == 150
     mine = tmp_path / "mine.yaml"  # a user's config on top of a packaged one, by name
     mine.write_text("base: camvid_cpu\ntrain:\n  iters: 50\n")
     cfg = load_config(mine)
