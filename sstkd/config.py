@@ -492,12 +492,20 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def _known_models() -> tuple[str, ...] | None:
+def _model_name_problem(name: object) -> str | None:
+    """What a model name should have been (``None``: fine, or the models package is absent),
+    decided by the registry's own parser."""
     try:
-        from sstkd.models import list_models
+        from sstkd.models import list_models, parse_model_name
     except ImportError:  # the models package is optional for configuration alone
         return None
-    return tuple(list_models())
+    try:
+        parse_model_name(name)
+    except ValueError:
+        if str(name).partition("@")[0] not in list_models():
+            return f"one of {list_models()} (optionally '@<width>', e.g. 'pspnet_resnet18@0.5')"
+        return "a width suffix '@<w>' with 0 < w <= 4"
+    return None
 
 
 def validate(cfg: Config) -> None:
@@ -507,18 +515,10 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ValueError(f"config: key {key!r} expected {expected}, got {got!r}")
 
-    models = _known_models()
     for key in ("teacher", "student"):
         name = getattr(cfg.model, key)
-        base, _, width = str(name).partition("@")
-        need(models is None or base in models, f"model.{key}",
-             f"one of {models} (optionally '@<width>', e.g. 'pspnet_resnet18@0.5')", name)
-        if width:
-            try:
-                ok = 0 < float(width) <= 4
-            except ValueError:
-                ok = False
-            need(ok, f"model.{key}", "a width suffix '@<w>' with 0 < w <= 4", name)
+        problem = _model_name_problem(name)
+        need(problem is None, f"model.{key}", problem or "", name)
     need(cfg.model.output_stride in (8, 16, 32), "model.output_stride", "8, 16 or 32",
          cfg.model.output_stride)
     need(cfg.model.aux_weight >= 0, "model.aux_weight", ">= 0", cfg.model.aux_weight)

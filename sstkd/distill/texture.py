@@ -85,9 +85,6 @@ class TextureIntensityEqualization(nn.Module):
                 ) -> sstkd_ops.TextureStats:
         """``x (B, C, H, W)`` -> :class:`sstkd_ops.TextureStats`; ``weights (B, H, W)``: the
         importance of each pixel in the counts (``None``: uniform)."""
-        if weights is None:  # the op's signature without weights (earlier releases)
-            return sstkd_ops.texture_equalize(_as_float(x), self.num_levels, self.iters,
-                                              self.theta, self.offsets, backend=self.backend)
         return sstkd_ops.texture_equalize(_as_float(x), self.num_levels, self.iters, self.theta,
                                           self.offsets, weights=weights, backend=self.backend)
 
