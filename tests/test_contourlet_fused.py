@@ -187,8 +187,8 @@ def test_cached_program_calls_do_not_sync_and_validate_once(backend, monkeypatch
             launches.append(grid)
             return real_kernel[grid]
 
-    monkeypatch.setattr(_program_op, "validate", lambda p: (validated.append(p),
-                                                             real_validate(p)))
+    monkeypatch.setattr(_program_op, "validate",
+                        lambda p, runs=False: (validated.append(p), real_validate(p, runs)))
     monkeypatch.setattr(triton_lp, "_program_kernel", CountingKernel())
     _program_op.packed_on.cache_clear()
     _program_op._validated.cache_clear()

@@ -7,6 +7,8 @@ from conftest import requires
 
 from sstkd_ops import _backend
 from sstkd_ops.linprog import ProgramBuilder, run_torch
+from sstkd_ops.linprog.program import (ACCUMULATE, GATHER_RUNS, expand_runs, gather_runs,
+                                       scatter_layers)
 from sstkd_ops.linprog.runtime import packed_on, run
 
 needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")
@@ -106,6 +108,73 @@ def test_compiled_adjoint_is_exact_transpose():
                                rtol=1e-12, atol=1e-12)
 
 
+def _greedy_run_count(table: list[int]) -> int:
+    """Runs of the plain left-to-right greedy split (each run as long as its step allows)."""
+    count, s, n = 0, 0, len(table)
+    while s < n:
+        count += 1
+        e = s
+        if table[s] < 0:
+            while e + 1 < n and table[e + 1] < 0:
+                e += 1
+        elif s + 1 < n and table[s + 1] >= 0:
+            e, step = s + 1, table[s + 1] - table[s]
+            while e + 1 < n and table[e + 1] >= 0 and table[e + 1] - table[e] == step:
+                e += 1
+        s = e + 1
+    return count
+
+
+def test_gather_runs_expand_to_the_table_and_are_greedy():
+    g = torch.Generator().manual_seed(0)
+    tables = [torch.tensor([0, 1, 2, -1, -1, 5, 6]), torch.tensor([3]), torch.tensor([-1]),
+              torch.tensor([5, -1, 7]), torch.arange(100) % 7, torch.tensor([1, 1, 1, 2, 3])]
+    tables += [torch.randint(-1, 4, (int(n),), generator=g)
+               for n in torch.randint(1, 40, (400,), generator=g)]
+    for t in tables:
+        runs = gather_runs(t)
+        assert torch.equal(expand_runs(runs), t), t
+        assert runs.shape[0] == _greedy_run_count(t.tolist()), t
+    assert gather_runs(torch.tensor([0, 1, 2, -1, -1, 5, 6])).tolist() == [
+        [0, 3, 0, 1], [3, 2, -1, 0], [5, 2, 5, 1]]
+    assert gather_runs(torch.arange(1000) % 7).shape[0] == 143  # one run per period
+    assert gather_runs(torch.zeros(0, dtype=torch.int64)).shape == (0, 4)
+
+
+def test_scatter_layers_add_every_source_once_in_order():
+    table = torch.tensor([2, 0, 2, -1, 2, 1, 0])
+    layers = scatter_layers(table, 4)
+    assert [t.tolist() for t in layers] == [[1, 5, 0, -1], [6, -1, 2, -1], [-1, -1, 4, -1]]
+    src = torch.randn(7, dtype=torch.float64)
+    dst = torch.zeros(4, dtype=torch.float64).index_add_(0, table[table >= 0], src[table >= 0])
+    summed = sum(torch.where(t >= 0, src[t.clamp(min=0)], 0.0) for t in layers)
+    torch.testing.assert_close(summed, dst, rtol=0, atol=1e-15)
+
+
+@needs_ext
+@pytest.mark.parametrize("h, w", [(16, 16), (12, 20), (20, 12)])
+def test_cpu_kernel_runs_form_equals_table_form(h, w):
+    """The C++ kernel runs both packed forms: gathers as runs are the same copies (bitwise);
+    a scatter-add as layered gathers adds the same terms one at a time (round-off)."""
+    from sstkd_ops.contourlet.tracer import programs
+
+    def both_forms(prog, x):
+        out = []
+        for runs in (False, True):
+            instr, tables, coefs, ws = packed_on(prog, x.device, runs)
+            out.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
+                                                          prog.out_numel, ws))
+        return out
+
+    dec, rec = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
+    assert GATHER_RUNS in (packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE)
+    tables, runs = both_forms(dec, torch.randn(3, dec.in_numel, dtype=torch.float64))
+    assert torch.equal(runs, tables)
+    for prog in (_random_program(h, w, seed=17), rec):  # scatter-adds: layered in runs form
+        tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
+        torch.testing.assert_close(runs, tables, rtol=1e-13, atol=1e-13)
+
+
 @needs_ext
 def test_compiled_op_schema_passes_opcheck():
     prog = _random_program(6, 7, seed=4)
@@ -122,17 +191,36 @@ def test_run_refuses_planes_of_the_wrong_size():
         run(prog, torch.randn(2, prog.in_numel + 1), "cpu")
 
 
-def _packed_copy(prog):
-    instr, tables, coefs, ws_total = packed_on(prog, torch.device("cpu"))
+def _packed_copy(prog, runs=False):
+    instr, tables, coefs, ws_total = packed_on(prog, torch.device("cpu"), runs)
     return instr.clone(), tables.clone(), coefs.clone(), ws_total
 
 
+def _first_run_row(fi):
+    return int(torch.nonzero(fi[:, 0] & ~ACCUMULATE == GATHER_RUNS)[0])
+
+
 @needs_ext
-@pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr"])
+@pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr",
+                                     "run start", "run length", "run source", "run step",
+                                     "run count"])
 def test_malformed_program_raises_instead_of_crashing(corrupt):
     prog = _random_program(6, 7, seed=6)
-    fi, ft, fc, ws = _packed_copy(prog)
-    if corrupt == "opcode":
+    fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith("run "))
+    if corrupt.startswith("run "):  # a run is (dst_start, length, src_start, step)
+        q = _first_run_row(fi)
+        run = int(fi[q, 5])
+        if corrupt == "run start":  # runs must tile the destination in order
+            ft[run] = 1
+        elif corrupt == "run length":
+            ft[run + 1] += 1
+        elif corrupt == "run source":
+            ft[run + 2] = 10**6
+        elif corrupt == "run step":  # the last element read leaves the source
+            ft[run + 3] = 10**5
+        else:
+            fi[q, 6] += 10**6
+    elif corrupt == "opcode":
         fi[0, 0] = 99
     elif corrupt == "offset":
         fi[0, 1] = (2 << 40) + 10**6
@@ -223,7 +311,8 @@ def test_validation_runs_once_per_program(monkeypatch):
     adj = prog.adjoint()
     calls = []
     real = _program_op.validate
-    monkeypatch.setattr(_program_op, "validate", lambda p: (calls.append(p), real(p)))
+    monkeypatch.setattr(_program_op, "validate",
+                        lambda p, runs=False: (calls.append(p), real(p, runs)))
     x = torch.randn(2, prog.in_numel, dtype=torch.float64)
     for _ in range(3):
         y = run_compiled(x, prog)

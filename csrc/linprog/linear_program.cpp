@@ -52,6 +52,28 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         bounds.check(q, "dst", c[1], n);
         check_table(n, bounds.room(c[2]), 0, -1);  // -1 reads zero
         break;
+      case kGatherRuns: {
+        bounds.check(q, "dst", c[1], n);
+        const int64_t n_runs = c[6];
+        TORCH_CHECK(n_runs >= 0 && c[5] >= 0 && c[5] + kRunCols * n_runs <= n_tables,
+                    "sstkd_ops::linear_program: instruction ", q, ": runs exceed the tables");
+        const int64_t room = bounds.room(c[2]);
+        int64_t next = 0;  // the runs cover [0, n) in order
+        for (int64_t r = 0; r < n_runs; ++r) {
+          const int32_t* run = tables + c[5] + kRunCols * r;
+          const int64_t len = run[1], src = run[2], last = src + int64_t(run[3]) * (len - 1);
+          TORCH_CHECK(run[0] == next && len >= 1 && len <= n - next,
+                      "sstkd_ops::linear_program: instruction ", q, ": run ", r, " covers [",
+                      run[0], ", ", run[0] + len, "), expected a run starting at ", next);
+          TORCH_CHECK(src == -1 || (src >= 0 && src < room && last >= 0 && last < room),
+                      "sstkd_ops::linear_program: instruction ", q, ": run ", r, " reads [",
+                      src, " .. ", last, "] outside [0, ", room, ")");
+          next += len;
+        }
+        TORCH_CHECK(next == n, "sstkd_ops::linear_program: instruction ", q, ": runs cover ",
+                    next, " of ", n, " elements");
+        break;
+      }
       case kScatterAdd: {
         bounds.check(q, "dst", c[1], n);
         TORCH_CHECK(c[5] >= 0 && c[5] + n + 1 <= n_tables, "sstkd_ops::linear_program: "

@@ -55,9 +55,15 @@ enum Op : int64_t {
   kCorr2dT = 7,
   // dst[k] += alpha srcA[k], alpha = coef[c1]
   kAxpy = 8,
+  // kGather stored as runs (the C++ CPU kernel's form; the CUDA kernel skips it): column 6
+  // holds the number of runs R, table[c5 : c5 + 4R] the runs (dst_start, length, src_start,
+  // step), covering [0, n) in order: dst[dst_start + k] = srcA[src_start + step k], k <
+  // length (src_start == -1: zeros, or nothing with kAccumulate)
+  kGatherRuns = 9,
 };
+constexpr int64_t kRunCols = 4;
 
-// Added to kGather, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
+// Added to kGather, kGatherRuns, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
 

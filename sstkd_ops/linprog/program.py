@@ -25,7 +25,9 @@ SPACE_SHIFT = 40
 IN, OUT, WS = 0, 1, 2
 
 GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY = range(9)
+GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, see gather_runs
 ACCUMULATE = 256
+RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
 
 
@@ -235,6 +237,81 @@ def _assign_workspace(instrs: list[Instr]) -> tuple[list[Instr], int]:
     return out, peak
 
 
+def gather_runs(table: torch.Tensor) -> torch.Tensor:
+    """An index table as runs: ``(R, 4)`` int64 rows ``(dst_start, length, src_start, step)``
+    meaning ``dst[dst_start + k] = src[src_start + step k]`` for ``k < length`` (a run of
+    ``-1`` entries has ``src_start = -1``: zeros). The runs cover ``[0, numel)`` in order.
+
+    Constant-step stretches (periodic extension, shears, polyphase splits) become one run, so
+    an image-scale gather is a few strided copies per row instead of one table entry per
+    element. The runs are the greedy ones (each as long as its step allows), found without
+    a loop: in a chain of consecutive changes of step, every other one starts a run.
+    Exact: :func:`expand_runs` gives ``table`` back.
+    """
+    t = table.flatten().to(torch.int64)
+    n = t.numel()
+    if n == 0:
+        return torch.zeros(0, RUN_COLS, dtype=torch.int64)
+    starts = torch.zeros(1, dtype=torch.int64)
+    if n > 1:
+        d = t[1:] - t[:-1]
+        zero = t < 0
+        mixed = zero[1:] != zero[:-1]  # no run takes a step between a zero and a read
+        change = torch.ones(n - 1, dtype=torch.bool)  # step i differs from step i - 1
+        change[1:] = d[1:] != d[:-1]
+        change &= ~mixed
+        idx = torch.arange(n - 1)
+        # element i is a run start if i = 0 or step i - 1 is mixed; a run starting at element
+        # s takes steps s, s+1, ... while equal, so a change at step i starts a run at
+        # element i + 1 unless a run starts at element i: along a chain of consecutive
+        # changes, every other one does, beginning with the first unless its element starts
+        # a run already
+        before = torch.ones(n - 1, dtype=torch.bool)
+        before[1:] = change[:-1]
+        begins = change & (~before | (idx == 0))
+        chain = torch.cummax(torch.where(begins, idx, 0), 0).values
+        chain_start = torch.where(chain == 0, True, mixed[torch.clamp(chain - 1, min=0)])
+        starts_run = mixed | change & (((idx - chain) % 2 == 0) != chain_start)
+        starts = torch.cat([starts, torch.nonzero(starts_run).flatten() + 1])
+    lengths = torch.diff(starts, append=torch.tensor([n]))
+    src = t[starts]
+    nxt = t[torch.clamp(starts + 1, max=n - 1)]
+    step = torch.where((lengths > 1) & (src >= 0), nxt - src, 0)
+    return torch.stack([starts, lengths, src, step], dim=1)
+
+
+def expand_runs(runs: torch.Tensor) -> torch.Tensor:
+    """The index table of :func:`gather_runs`' runs (its inverse)."""
+    if runs.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    lengths = runs[:, 1]
+    k = torch.arange(int(lengths.sum())) - torch.repeat_interleave(runs[:, 0], lengths)
+    src = torch.repeat_interleave(runs[:, 2], lengths)
+    step = torch.repeat_interleave(runs[:, 3], lengths)
+    return torch.where(src >= 0, src + step * k, -1)
+
+
+def scatter_layers(table: torch.Tensor, n_dst: int) -> list[torch.Tensor]:
+    """A scatter-add ``dst[table[k]] += src[k]`` as gather tables ``layer[m]`` of ``n_dst``
+    entries: ``dst[i] += src[layer[m][i]]`` for m = 0, 1, ... (``-1``: nothing), where
+    ``layer[m][i]`` is the m-th source of destination ``i`` in increasing ``k``."""
+    t = table.flatten().to(torch.int64)
+    valid = torch.nonzero(t >= 0).flatten()
+    targets = t[valid]
+    order = torch.argsort(targets, stable=True)
+    targets, sources = targets[order], valid[order]
+    counts = torch.bincount(targets, minlength=n_dst)
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(targets.numel()) - first[targets]
+    layers = []
+    for m in range(int(counts.max()) if n_dst and targets.numel() else 0):
+        pick = rank == m
+        layer = torch.full((n_dst,), -1, dtype=torch.int64)
+        layer[targets[pick]] = sources[pick]
+        layers.append(layer)
+    return layers
+
+
 @dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
 class Program:
     """A compiled linear map ``(P, in_numel) -> (P, out_numel)``."""
@@ -286,29 +363,60 @@ class Program:
 
     @functools.cached_property
     def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """``(instr int64 (n, 18), tables int32, coefs float64, ws_total)`` for the kernels.
+        """``(instr int64 (n, 18), tables int32, coefs float64, ws_total)`` for the CUDA and
+        Triton kernels: gathers as index tables, scatter-adds as a CSR of the inverse table.
 
         The row layout is documented in ``csrc/linprog/linear_program.h``. The separable passes'
         intermediate is a workspace region after the program's own (operand in column 3), so
         ``ws_total`` (the kernels' workspace per plane) is ``ws_numel`` plus the largest one;
         a scatter-add's column 6 holds its largest number of sources per destination.
         """
+        return self._pack(runs=False)
+
+    @functools.cached_property
+    def packed_runs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """:attr:`packed` for the C++ CPU kernel: a gather whose runs (:func:`gather_runs`)
+        take less room than its table becomes ``GATHER_RUNS`` (strided copies, validated
+        per run, ~1/25 of the table at image scale), and a scatter-add becomes one
+        accumulating gather per layer (:func:`scatter_layers`): each destination adds its
+        sources one at a time in increasing source index, where the CSR form adds their
+        sum (same terms, rounded differently)."""
+        return self._pack(runs=True)
+
+    def _pack(self, runs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         rows, tables, coefs = [], [], []
         t_off = c_off = scratch = 0
         scratch_operand = (WS << SPACE_SHIFT) | self.ws_numel
+
+        def gather_row(op: int, dst: Region, src: Region, table: torch.Tensor) -> list[int]:
+            nonlocal t_off
+            row = [0] * N_COLS
+            row[1], row[2], row[4], row[5] = dst.operand, src.operand, dst.numel, t_off
+            r = gather_runs(table) if runs else None
+            if r is not None and RUN_COLS * r.shape[0] < table.numel():
+                row[0], row[6] = GATHER_RUNS | op & ACCUMULATE, r.shape[0]
+                tables.append(r.flatten().to(torch.int32))
+            else:
+                row[0] = op
+                tables.append(table.to(torch.int32))
+            t_off += tables[-1].numel()
+            return row
+
         for ins in self.instrs:
+            base = ins.op & ~ACCUMULATE
+            if base == GATHER:
+                rows.append(gather_row(ins.op, ins.dst, ins.a, ins.table))
+                continue
+            if runs and base == SCATTER_ADD:
+                for layer in scatter_layers(ins.table, ins.dst.numel):
+                    rows.append(gather_row(GATHER | ACCUMULATE, ins.dst, ins.a, layer))
+                continue
             row = [0] * N_COLS
             row[0] = ins.op
             row[1] = ins.dst.operand
             row[2] = ins.a.operand if ins.a is not None else 0
             row[3] = ins.b.operand if ins.b is not None else 0
-            base = ins.op & ~ACCUMULATE
-            if base == GATHER:
-                row[4] = ins.table.numel()
-                row[5] = t_off
-                tables.append(ins.table.to(torch.int32))
-                t_off += ins.table.numel()
-            elif base == SCATTER_ADD:
+            if base == SCATTER_ADD:
                 # packed as a deterministic gather-sum: for destination k, the sources
                 # col[rowptr[k]:rowptr[k+1]] (CSR of the inverse table; no atomics needed)
                 n_dst = ins.dst.numel

@@ -171,6 +171,29 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
   });
 }
 
+// One run of kGatherRuns: dst[d0 + k] (+)= src[s0 + step k], k < len (s0 == -1: zeros).
+template <typename T>
+void gather_run(const int32_t* run, const T* src, T* dst, bool acc) {
+  T* d = dst + run[0];
+  const int64_t len = run[1], step = run[3];
+  if (run[2] < 0) {
+    if (!acc) std::fill(d, d + len, T(0));
+    return;
+  }
+  const T* s = src + run[2];
+  if (step == 1) {
+    if (acc) {
+      for (int64_t k = 0; k < len; ++k) d[k] += s[k];
+    } else {
+      std::copy(s, s + len, d);
+    }
+  } else if (acc) {
+    for (int64_t k = 0; k < len; ++k) d[k] += s[k * step];
+  } else {
+    for (int64_t k = 0; k < len; ++k) d[k] = s[k * step];
+  }
+}
+
 // Runs the program on one plane; `split` spreads each instruction over the threads.
 template <typename T>
 void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, const T* coefs,
@@ -191,6 +214,14 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
           } else {
             for (int64_t k = k0; k < k1; ++k) dst[k] = tab[k] >= 0 ? a[tab[k]] : T(0);
           }
+        });
+        break;
+      }
+      case kGatherRuns: {
+        const int32_t* runs = tables + c[5];
+        const int64_t n_runs = c[6];
+        for_range(split, n_runs, n / std::max<int64_t>(1, n_runs), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) gather_run(runs + kRunCols * r, a, dst, acc);
         });
         break;
       }
