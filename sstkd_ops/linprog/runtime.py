@@ -4,9 +4,10 @@ A program is validated once on the host (:func:`validate`), its packed tables ar
 per device (:func:`packed_on`; the C++ CPU kernel gets the run-length form
 :attr:`~.program.Program.packed_runs`, the GPU kernels index tables), and :func:`run` calls
 the kernel of a backend: the compiled op ``sstkd_ops::linear_program`` (``cpu``: C++,
-``cuda``: CUDA, from ``csrc/linprog/``) or the Triton kernel (:mod:`sstkd_ops.linprog.triton_kernel`). Nothing here has autograd of its own:
-a program's gradient is its adjoint, run by the same function (the contourlet family registers
-that as the backward of its one custom op, :mod:`sstkd_ops.contourlet.autograd`).
+``cuda``: CUDA, from ``csrc/linprog/``) or the Triton kernel
+(:mod:`sstkd_ops.linprog.triton_kernel`). Nothing here has autograd of its own: a program's
+gradient is its adjoint, run by the same function (the contourlet family registers that as
+the backward of its one custom op, :mod:`sstkd_ops.contourlet.autograd`).
 """
 
 from __future__ import annotations
