@@ -52,7 +52,9 @@ def extension_kwargs() -> dict:
         use_cuda, why = False, "nvcc / CUDA_HOME not found"
     else:
         use_cuda, why = True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
-    cxx = ["-O3", "-std=c++20", "-fopenmp"]
+    # no contraction into FMA: the CPU kernels built per instruction set (csrc/linprog/cpu/
+    # plane_kernels.h) must round alike
+    cxx = ["-O3", "-std=c++20", "-fopenmp", "-ffp-contract=off"]
     if use_cuda:
         ext = CUDAExtension(
             "sstkd_ops._C",

@@ -6,6 +6,7 @@
 #include <torch/extension.h>
 
 #include "constants.h"
+#include "linprog/cpu/plane_kernels.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "sstkd_ops compiled kernels (ops live under torch.ops.sstkd_ops)";
@@ -18,4 +19,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("MAX_LEVELS") = sstkd::kMaxLevels;
   m.attr("NORM_EPS") = sstkd::kNormEps;
   m.attr("QCO2D_EPS") = sstkd::kQco2dEps;
+  m.def("cpu_isa", [] { return sstkd::linprog::cpu_isa_name(sstkd::linprog::cpu_isa()); },
+        "Instruction set of the CPU linear-program kernels' next call: 'avx512', 'avx2' or "
+        "'base' (the widest this CPU has, lowered by SSTKD_CPU_ISA=base|avx2)");
 }

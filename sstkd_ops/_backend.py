@@ -243,6 +243,8 @@ def build_info() -> dict[str, object]:
         "extension": ext is not None,
         "extension_error": extension_error(),
         "extension_with_cuda": bool(ext is not None and getattr(ext, "with_cuda", False)),
+        # vector instructions of the C++ linear-program kernels (contourlet on the CPU)
+        "cpu_isa": ext.cpu_isa() if ext is not None and hasattr(ext, "cpu_isa") else None,
         "cuda_device": torch.cuda.is_available(),
         "triton": has_triton(),
         "triton_interpret": triton_interpreted(),

@@ -171,13 +171,41 @@ def test_cpu_kernel_runs_form_equals_table_form(h, w):
                                                           prog.out_numel, ws))
         return out
 
-    dec, rec = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
+    dec, adj = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
     assert GATHER_RUNS in (packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE)
     tables, runs = both_forms(dec, torch.randn(3, dec.in_numel, dtype=torch.float64))
     assert torch.equal(runs, tables)
-    for prog in (_random_program(h, w, seed=17), rec):  # scatter-adds: layered in runs form
+    for prog in (_random_program(h, w, seed=17), adj):  # scatter-adds: layered in runs form
         tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
         torch.testing.assert_close(runs, tables, rtol=1e-13, atol=1e-13)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_kernel_builds_agree_bitwise(monkeypatch, dtype):
+    """The CPU kernels are built per instruction set (baseline, AVX2, AVX-512; the widest the
+    CPU has runs): no FMA contraction and a fixed order of every sum, so all give the same
+    bits. Programs with every instruction kind, large enough for full vector blocks."""
+    from sstkd_ops.contourlet.tracer import programs
+
+    ext = _backend.extension()
+    monkeypatch.delenv("SSTKD_CPU_ISA", raising=False)
+    widest = ext.cpu_isa()
+    assert widest in ("base", "avx2", "avx512")
+    dec, adj = programs("pdfb_dec", ((40, 72),), "9-7", "pkva", (2, 3))
+    progs = [_random_program(33, 70, seed=21), dec, adj]
+    inputs = [torch.randn(3, p.in_numel, dtype=dtype) for p in progs]
+    results = {}
+    for isa in ("base", "avx2", "widest"):
+        if isa == "widest":
+            monkeypatch.delenv("SSTKD_CPU_ISA")
+        else:
+            monkeypatch.setenv("SSTKD_CPU_ISA", isa)
+        assert ext.cpu_isa() == (widest if isa == "widest" or widest == "base" else isa)
+        results[isa] = [run_compiled(x, p) for x, p in zip(inputs, progs)]
+    for isa in ("avx2", "widest"):
+        for got, want in zip(results[isa], results["base"]):
+            assert torch.equal(got, want), isa
 
 
 @needs_ext

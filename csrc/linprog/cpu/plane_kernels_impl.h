@@ -1,0 +1,336 @@
+// The per-plane kernels of sstkd_ops::linear_program on the CPU (see plane_kernels.h),
+// compiled once per instruction set: a translation unit includes its headers, sets its target
+// and SSTKD_PLANE_ISA (the namespace of this build), then includes this file.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../linear_program.h"
+
+namespace sstkd { namespace linprog { namespace SSTKD_PLANE_ISA {
+
+// Smallest share of one instruction given to a thread, in multiply-adds (or elements): below
+// it an instruction runs on the calling thread, so small planes pay no threading overhead.
+constexpr int64_t kGrainWork = 1 << 16;
+
+// Runs f(begin, end) over [0, n): split across threads when `split`, else in one call.
+template <typename F>
+void for_range(bool split, int64_t n, int64_t work_per_item, const F& f) {
+  if (n <= 0) return;
+  if (!split) {
+    f(int64_t(0), n);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, kGrainWork / std::max<int64_t>(1, work_per_item));
+  at::parallel_for(0, n, grain, f);
+}
+
+// out[j] (+)= sum_t w[t] in[t * tap_stride + j * step], j < n: each output adds its taps in
+// order t = 0, 1, ... (starting from 0, or from out[j] with `acc`), with the partial sums of a
+// block of outputs in registers (one load per tap, one store per output: not one
+// read-modify-write per tap).
+template <typename T>
+void weighted_sum(T* out, int64_t n, const T* w, int64_t taps, const T* in, int64_t tap_stride,
+                  int64_t step, bool acc) {
+  constexpr int64_t kBlock = 32;
+  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
+    const int64_t m = std::min(kBlock, n - j0);
+    T s[kBlock];
+    for (int64_t j = 0; j < m; ++j) s[j] = acc ? out[j0 + j] : T(0);
+    const T* base = in + j0 * step;
+    for (int64_t t = 0; t < taps; ++t) {
+      const T wt = w[t];
+      const T* v = base + t * tap_stride;
+      if (step == 1) {
+        for (int64_t j = 0; j < m; ++j) s[j] += wt * v[j];
+      } else {
+        for (int64_t j = 0; j < m; ++j) s[j] += wt * v[j * step];
+      }
+    }
+    for (int64_t j = 0; j < m; ++j) out[j0 + j] = s[j];
+  }
+}
+
+// Rows [r0, r1) of the column pass of sep_corr: tmp[r, j] = sum_b f2[b] src[r + p1, s2 j + p2 + b].
+template <typename T>
+void sep_corr_cols(const T* src, int64_t Ws, int64_t Wo, int64_t p1, int64_t s2, int64_t p2,
+                   const T* f2, int64_t l2, T* tmp, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    weighted_sum(tmp + r * Wo, Wo, f2, l2, src + (r + p1) * Ws + p2, 1, s2, false);
+  }
+}
+
+// Rows [i0, i1) of the row pass of sep_corr: dst[i, j] (+)= sum_a f1[a] tmp[s1 i + a, j]
+// (tmp rows `ts` apart).
+template <typename T>
+void sep_corr_rows(T* dst, int64_t Wo, int64_t s1, const T* f1, int64_t l1, const T* tmp,
+                   int64_t ts, bool acc, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    weighted_sum(dst + i * Wo, Wo, f1, l1, tmp + i * s1 * ts, ts, 1, acc);
+  }
+}
+
+// A pass of a separable filter that is the identity (one tap of 1, stride 1): skipped, since
+// 0 + 1 * v == v (only the sign of a zero can differ).
+template <typename T>
+bool identity_pass(const T* f, int64_t len, int64_t stride) {
+  return len == 1 && stride == 1 && f[0] == T(1);
+}
+
+// Valid separable correlation with stride/phase; tmp holds ((Ho-1) s1 + l1, Wo). A 1-D filter
+// (the contourlet's fan and ladder filters) runs one pass, straight from src or into dst.
+template <typename T>
+void sep_corr(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1,
+              int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1, const T* f2,
+              int64_t l2, T* tmp, bool acc, bool split) {
+  if (identity_pass(f2, l2, s2)) {  // the column pass would copy src's window
+    for_range(split, Ho, Wo * l1, [&](int64_t i0, int64_t i1) {
+      sep_corr_rows(dst, Wo, s1, f1, l1, src + p1 * Ws + p2, Ws, acc, i0, i1);
+    });
+    return;
+  }
+  if (!acc && identity_pass(f1, l1, s1)) {  // the row pass would copy tmp into dst
+    for_range(split, Ho, Wo * l2, [&](int64_t r0, int64_t r1) {
+      sep_corr_cols(src, Ws, Wo, p1, s2, p2, f2, l2, dst, r0, r1);
+    });
+    return;
+  }
+  const int64_t rows = (Ho - 1) * s1 + l1;
+  for_range(split, rows, Wo * l2, [&](int64_t r0, int64_t r1) {
+    sep_corr_cols(src, Ws, Wo, p1, s2, p2, f2, l2, tmp, r0, r1);
+  });
+  for_range(split, Ho, Wo * l1, [&](int64_t i0, int64_t i1) {
+    sep_corr_rows(dst, Wo, s1, f1, l1, tmp, Wo, acc, i0, i1);
+  });
+}
+
+// The rows i in [lo, hi] of g that reach the destination row r = s1 i + a (0 <= a < l1).
+inline void rows_reaching(int64_t r, int64_t s1, int64_t l1, int64_t Ho, int64_t& lo,
+                          int64_t& hi) {
+  lo = r - l1 + 1 <= 0 ? 0 : (r - l1 + s1) / s1;  // ceil((r - l1 + 1) / s1)
+  hi = std::min<int64_t>(Ho - 1, r / s1);
+}
+
+// trow (length (Wo - 1) s2 + l2) = the row-transpose of grow (length Wo).
+template <typename T>
+void row_transpose(const T* grow, int64_t Wo, int64_t s2, const T* f2, int64_t l2, T* trow) {
+  const int64_t wspan = (Wo - 1) * s2 + l2;
+  for (int64_t c = 0; c < wspan; ++c) trow[c] = T(0);
+  for (int64_t b = 0; b < l2; ++b) {
+    const T w = f2[b];
+    T* t = trow + b;
+    if (s2 == 1) {
+      for (int64_t j = 0; j < Wo; ++j) t[j] += w * grow[j];
+    } else {
+      for (int64_t j = 0; j < Wo; ++j) t[j * s2] += w * grow[j];
+    }
+  }
+}
+
+template <typename T>
+void sep_corr_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1,
+                int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1, const T* f2,
+                int64_t l2, T* tmp, bool split) {
+  // tmp[i, :] (length wspan) = row-transpose of g[i, :]; then spread over rows, each
+  // destination row summing its source rows in increasing i. An identity filter skips its
+  // pass: the spread reads g itself, or each transposed row is added as it is made.
+  const int64_t wspan = (Wo - 1) * s2 + l2;
+  if (identity_pass(f1, l1, s1)) {
+    for_range(split, Ho, wspan * l2, [&](int64_t i0, int64_t i1) {
+      std::vector<T> trow(wspan);
+      for (int64_t i = i0; i < i1; ++i) {
+        row_transpose(g + i * Wo, Wo, s2, f2, l2, trow.data());
+        T* drow = dst + (i + p1) * Ws + p2;
+        for (int64_t c = 0; c < wspan; ++c) drow[c] += trow[c];
+      }
+    });
+    return;
+  }
+  const T* spread = g;
+  if (!identity_pass(f2, l2, s2)) {
+    spread = tmp;
+    for_range(split, Ho, Wo * l2, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        row_transpose(g + i * Wo, Wo, s2, f2, l2, tmp + i * wspan);
+      }
+    });
+  }
+  const int64_t rows = (Ho - 1) * s1 + l1;
+  const int64_t per_row = wspan * ((l1 + s1 - 1) / s1);
+  for_range(split, rows, per_row, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* drow = dst + (r + p1) * Ws + p2;
+      int64_t lo, hi;
+      rows_reaching(r, s1, l1, Ho, lo, hi);
+      for (int64_t i = lo; i <= hi; ++i) {
+        const T w = f1[r - i * s1];
+        const T* trow = spread + i * wspan;
+        for (int64_t c = 0; c < wspan; ++c) drow[c] += w * trow[c];
+      }
+    }
+  });
+}
+
+template <typename T>
+void corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1, int64_t p1,
+            int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2, bool acc, bool split) {
+  for_range(split, Ho, Wo * l1 * l2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T* drow = dst + i * Wo;
+      if (!acc) for (int64_t j = 0; j < Wo; ++j) drow[j] = T(0);
+      for (int64_t a = 0; a < l1; ++a) {
+        const T* srow = src + (i * s1 + a + p1) * Ws + p2;
+        for (int64_t b = 0; b < l2; ++b) {
+          const T w = k[a * l2 + b];
+          if (w == T(0)) continue;
+          const T* s = srow + b;
+          for (int64_t j = 0; j < Wo; ++j) drow[j] += w * s[j * s2];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1, int64_t p1,
+              int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2, bool split) {
+  // Each destination row sums its source rows in increasing i, then taps in increasing b.
+  const int64_t rows = (Ho - 1) * s1 + l1;
+  const int64_t per_row = Wo * l2 * ((l1 + s1 - 1) / s1);
+  for_range(split, rows, per_row, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* drow = dst + (r + p1) * Ws + p2;
+      int64_t lo, hi;
+      rows_reaching(r, s1, l1, Ho, lo, hi);
+      for (int64_t i = lo; i <= hi; ++i) {
+        const T* grow = g + i * Wo;
+        const int64_t a = r - i * s1;
+        for (int64_t b = 0; b < l2; ++b) {
+          const T w = k[a * l2 + b];
+          if (w == T(0)) continue;
+          T* d = drow + b;
+          for (int64_t j = 0; j < Wo; ++j) d[j * s2] += w * grow[j];
+        }
+      }
+    }
+  });
+}
+
+// One run of kGatherRuns: dst[d0 + k] (+)= src[s0 + step k], k < len (s0 == -1: zeros).
+template <typename T>
+void gather_run(const int32_t* run, const T* src, T* dst, bool acc) {
+  T* d = dst + run[0];
+  const int64_t len = run[1], step = run[3];
+  if (run[2] < 0) {
+    if (!acc) std::fill(d, d + len, T(0));
+    return;
+  }
+  const T* s = src + run[2];
+  if (step == 1) {
+    if (acc) {
+      for (int64_t k = 0; k < len; ++k) d[k] += s[k];
+    } else {
+      std::copy(s, s + len, d);
+    }
+  } else if (acc) {
+    for (int64_t k = 0; k < len; ++k) d[k] += s[k * step];
+  } else {
+    for (int64_t k = 0; k < len; ++k) d[k] = s[k * step];
+  }
+}
+
+template <typename T>
+void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, const T* coefs,
+               const PlaneSpaces<T>& sp, bool split) {
+  for (int64_t q = 0; q < n_instr; ++q) {
+    const int64_t* c = instr + q * kInstrCols;
+    const bool acc = (c[0] & kAccumulate) != 0;
+    const int64_t op = c[0] & ~kAccumulate;
+    T* dst = sp.ptr(c[1]);
+    const T* a = sp.ptr(c[2]);
+    const int64_t n = c[4];
+    switch (op) {
+      case kGather: {
+        const int32_t* tab = tables + c[5];
+        for_range(split, n, 1, [&](int64_t k0, int64_t k1) {
+          if (acc) {
+            for (int64_t k = k0; k < k1; ++k) dst[k] += tab[k] >= 0 ? a[tab[k]] : T(0);
+          } else {
+            for (int64_t k = k0; k < k1; ++k) dst[k] = tab[k] >= 0 ? a[tab[k]] : T(0);
+          }
+        });
+        break;
+      }
+      case kGatherRuns: {
+        const int32_t* runs = tables + c[5];
+        const int64_t n_runs = c[6];
+        for_range(split, n_runs, n / std::max<int64_t>(1, n_runs), [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) gather_run(runs + kRunCols * r, a, dst, acc);
+        });
+        break;
+      }
+      case kScatterAdd: {
+        const int32_t* rowptr = tables + c[5];
+        const int32_t* col = rowptr + n + 1;
+        for_range(split, n, std::max<int64_t>(1, c[6]), [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k) {
+            T s = T(0);
+            for (int32_t j = rowptr[k]; j < rowptr[k + 1]; ++j) s += a[col[j]];
+            dst[k] += s;
+          }
+        });
+        break;
+      }
+      case kZero:
+        for_range(split, n, 1, [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k) dst[k] = T(0);
+        });
+        break;
+      case kSepCorr:
+        sep_corr(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                 coefs + c[16], c[17], sp.ptr(c[3]), acc, split);
+        break;
+      case kSepCorrT:
+        sep_corr_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                   coefs + c[16], c[17], sp.ptr(c[3]), split);
+        break;
+      case kAxpby: {
+        const T* b = sp.ptr(c[3]);
+        const T alpha = coefs[c[14]], beta = coefs[c[16]];
+        for_range(split, n, 2, [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k) dst[k] = alpha * a[k] + beta * b[k];
+        });
+        break;
+      }
+      case kCorr2d:
+        corr2d(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+               c[17], acc, split);
+        break;
+      case kCorr2dT:
+        corr2d_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
+                 c[17], split);
+        break;
+      case kAxpy: {
+        const T alpha = coefs[c[14]];
+        for_range(split, n, 1, [&](int64_t k0, int64_t k1) {
+          for (int64_t k = k0; k < k1; ++k) dst[k] += alpha * a[k];
+        });
+        break;
+      }
+      default:
+        TORCH_CHECK(false, "sstkd_ops::linear_program: unknown opcode ", op, " at instruction ",
+                    q);
+    }
+  }
+}
+
+template void run_plane<float>(const int64_t*, int64_t, const int32_t*, const float*,
+                               const PlaneSpaces<float>&, bool);
+template void run_plane<double>(const int64_t*, int64_t, const int32_t*, const double*,
+                                const PlaneSpaces<double>&, bool);
+
+}  // namespace SSTKD_PLANE_ISA
+}  // namespace linprog
+}  // namespace sstkd
