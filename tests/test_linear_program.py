@@ -7,13 +7,7 @@ from conftest import requires
 
 from sstkd_ops import _backend
 from sstkd_ops.linprog import ProgramBuilder, run_torch
-from sstkd_ops.linprog.program import (
-    ACCUMULATE,
-    GATHER_RUNS,
-    expand_runs,
-    gather_runs,
-    scatter_layers,
-)
+from sstkd_ops.linprog.program import ACCUMULATE, GATHER_RUNS, gather_runs, scatter_layers
 from sstkd_ops.linprog.runtime import packed_on, run
 
 needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")
@@ -113,6 +107,15 @@ def test_compiled_adjoint_is_exact_transpose():
                                rtol=1e-12, atol=1e-12)
 
 
+def _expand_runs(runs: torch.Tensor) -> torch.Tensor:
+    """The index table that gather_runs' runs stand for."""
+    table = []
+    for start, length, src, step in runs.tolist():
+        assert start == len(table)
+        table += [src + step * k if src >= 0 else -1 for k in range(length)]
+    return torch.tensor(table, dtype=torch.int64)
+
+
 def _greedy_run_count(table: list[int]) -> int:
     """Runs of the plain left-to-right greedy split (each run as long as its step allows)."""
     count, s, n = 0, 0, len(table)
@@ -130,6 +133,7 @@ def _greedy_run_count(table: list[int]) -> int:
     return count
 
 
+@needs_ext
 def test_gather_runs_expand_to_the_table_and_are_greedy():
     g = torch.Generator().manual_seed(0)
     tables = [torch.tensor([0, 1, 2, -1, -1, 5, 6]), torch.tensor([3]), torch.tensor([-1]),
@@ -138,7 +142,7 @@ def test_gather_runs_expand_to_the_table_and_are_greedy():
                for n in torch.randint(1, 40, (400,), generator=g)]
     for t in tables:
         runs = gather_runs(t)
-        assert torch.equal(expand_runs(runs), t), t
+        assert torch.equal(_expand_runs(runs), t), t
         assert runs.shape[0] == _greedy_run_count(t.tolist()), t
     assert gather_runs(torch.tensor([0, 1, 2, -1, -1, 5, 6])).tolist() == [
         [0, 3, 0, 1], [3, 2, -1, 0], [5, 2, 5, 1]]
@@ -146,6 +150,7 @@ def test_gather_runs_expand_to_the_table_and_are_greedy():
     assert gather_runs(torch.zeros(0, dtype=torch.int64)).shape == (0, 4)
 
 
+@needs_ext
 def test_scatter_layers_add_every_source_once_in_order():
     table = torch.tensor([2, 0, 2, -1, 2, 1, 0])
     layers = scatter_layers(table, 4)
@@ -154,6 +159,15 @@ def test_scatter_layers_add_every_source_once_in_order():
     dst = torch.zeros(4, dtype=torch.float64).index_add_(0, table[table >= 0], src[table >= 0])
     summed = sum(torch.where(t >= 0, src[t.clamp(min=0)], 0.0) for t in layers)
     torch.testing.assert_close(summed, dst, rtol=0, atol=1e-15)
+    assert scatter_layers(torch.tensor([-1, -1]), 3) == []
+    with pytest.raises(RuntimeError, match=r"sstkd_ops::scatter_layers: table entry 4 at 1"):
+        scatter_layers(torch.tensor([0, 4]), 4)
+    with pytest.raises(RuntimeError, match="sstkd_ops::scatter_layers: n_dst must be >= 0"):
+        scatter_layers(torch.tensor([0]), -1)
+    for op, args in ((torch.ops.sstkd_ops.gather_runs, ()),
+                     (torch.ops.sstkd_ops.scatter_layers, (4,))):
+        with pytest.raises(RuntimeError, match="table must be a 1-D int64 CPU tensor"):
+            op(torch.tensor([0, 1], dtype=torch.int32), *args)
 
 
 @needs_ext

@@ -1,10 +1,12 @@
 // Schema of the linear-program ops (kernels in cpu/ and cuda/) and program validation.
 #include "linear_program.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace sstkd { namespace linprog {
 
@@ -205,12 +207,72 @@ void linear_program_check(const at::Tensor& instr, const at::Tensor& tables,
                    coefs.numel(), in_numel, out_numel, ws_numel);
 }
 
+const at::Tensor& index_table(const char* where, const at::Tensor& table) {
+  TORCH_CHECK(table.device().is_cpu() && table.scalar_type() == at::kLong && table.dim() == 1,
+              where, ": table must be a 1-D int64 CPU tensor, got ", table.scalar_type(), " ",
+              table.sizes(), " on ", table.device());
+  return table;
+}
+
+// sstkd_ops::gather_runs: the greedy runs (kGatherRuns) of a gather's index table; entries
+// below 0 read zero. A run starts where the last one ended and takes its next element's step
+// for as long as it holds: (R, 4) int64 rows (dst_start, length, src_start or -1, step).
+at::Tensor gather_runs(const at::Tensor& table) {
+  const auto tc = index_table("sstkd_ops::gather_runs", table).contiguous();
+  const int64_t* t = tc.data_ptr<int64_t>();
+  const int64_t n = tc.numel();
+  std::vector<int64_t> runs;
+  for (int64_t s = 0; s < n;) {
+    int64_t e = s, step = 0;
+    if (t[s] < 0) {
+      while (e + 1 < n && t[e + 1] < 0) ++e;
+    } else if (s + 1 < n && t[s + 1] >= 0) {
+      step = t[s + 1] - t[s];
+      e = s + 1;
+      while (e + 1 < n && t[e + 1] >= 0 && t[e + 1] - t[e] == step) ++e;
+    }
+    runs.insert(runs.end(), {s, e - s + 1, t[s] < 0 ? -1 : t[s], step});
+    s = e + 1;
+  }
+  const int64_t n_runs = int64_t(runs.size()) / kRunCols;
+  return at::tensor(runs, at::kLong).view({n_runs, kRunCols});
+}
+
+// sstkd_ops::scatter_layers: a scatter-add dst[table[k]] += src[k] (entries below 0 send
+// nothing) as gathers: row m of the (L, n_dst) result holds each destination's m-th source
+// in increasing k, or -1; L is the largest number of sources of a destination.
+at::Tensor scatter_layers(const at::Tensor& table, int64_t n_dst) {
+  const char* where = "sstkd_ops::scatter_layers";
+  const auto tc = index_table(where, table).contiguous();
+  const int64_t* t = tc.data_ptr<int64_t>();
+  const int64_t n = tc.numel();
+  TORCH_CHECK(n_dst >= 0, where, ": n_dst must be >= 0, got ", n_dst);
+  std::vector<int64_t> count(n_dst, 0);
+  int64_t layers = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    if (t[k] < 0) continue;
+    TORCH_CHECK(t[k] < n_dst, where, ": table entry ", t[k], " at ", k, " outside [0, ",
+                n_dst, ")");
+    layers = std::max(layers, ++count[t[k]]);
+  }
+  auto out = at::full({layers, n_dst}, -1, at::kLong);
+  int64_t* o = out.data_ptr<int64_t>();
+  std::fill(count.begin(), count.end(), 0);
+  for (int64_t k = 0; k < n; ++k) {
+    if (t[k] >= 0) o[count[t[k]]++ * n_dst + t[k]] = k;
+  }
+  return out;
+}
+
 }  // namespace
 
 }  // namespace linprog
 }  // namespace sstkd
 
 TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
+  // Packing of programs for the C++ CPU kernel (sstkd_ops.linprog.program.Program.packed_runs).
+  m.def("gather_runs(Tensor table) -> Tensor");
+  m.def("scatter_layers(Tensor table, int n_dst) -> Tensor");
   // x: (P, in_numel) planes; returns (P, out_numel). `instr` (n, 18) int64, `tables` int32,
   // `coefs` float64 (cast to x's dtype by the kernel), all on x's device and validated by
   // linear_program_check; `ws_numel` workspace elements per plane (with the scratch).
@@ -226,4 +288,6 @@ TORCH_LIBRARY_FRAGMENT(sstkd_ops, m) {
 
 TORCH_LIBRARY_IMPL(sstkd_ops, CPU, m) {
   m.impl("linear_program_check", &sstkd::linprog::linear_program_check);
+  m.impl("gather_runs", &sstkd::linprog::gather_runs);
+  m.impl("scatter_layers", &sstkd::linprog::scatter_layers);
 }

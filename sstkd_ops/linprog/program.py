@@ -240,76 +240,24 @@ def _assign_workspace(instrs: list[Instr]) -> tuple[list[Instr], int]:
 def gather_runs(table: torch.Tensor) -> torch.Tensor:
     """An index table as runs: ``(R, 4)`` int64 rows ``(dst_start, length, src_start, step)``
     meaning ``dst[dst_start + k] = src[src_start + step k]`` for ``k < length`` (a run of
-    ``-1`` entries has ``src_start = -1``: zeros). The runs cover ``[0, numel)`` in order.
+    ``-1`` entries has ``src_start = -1``: zeros). The runs tile ``[0, numel)`` in order; each
+    starts where the last ended and keeps its first step for as long as it holds (greedy).
 
     Constant-step stretches (periodic extension, shears, polyphase splits) become one run, so
     an image-scale gather is a few strided copies per row instead of one table entry per
-    element. The runs are the greedy ones (each as long as its step allows), found without
-    a loop: in a chain of consecutive changes of step, every other one starts a run.
-    Exact: :func:`expand_runs` gives ``table`` back.
+    element. Computed by the compiled op ``sstkd_ops::gather_runs`` (packing for the C++ CPU
+    kernel, which needs the extension anyway).
     """
-    t = table.flatten().to(torch.int64)
-    n = t.numel()
-    if n == 0:
-        return torch.zeros(0, RUN_COLS, dtype=torch.int64)
-    starts = torch.zeros(1, dtype=torch.int64)
-    if n > 1:
-        d = t[1:] - t[:-1]
-        zero = t < 0
-        mixed = zero[1:] != zero[:-1]  # no run takes a step between a zero and a read
-        change = torch.ones(n - 1, dtype=torch.bool)  # step i differs from step i - 1
-        change[1:] = d[1:] != d[:-1]
-        change &= ~mixed
-        idx = torch.arange(n - 1)
-        # element i is a run start if i = 0 or step i - 1 is mixed; a run starting at element
-        # s takes steps s, s+1, ... while equal, so a change at step i starts a run at
-        # element i + 1 unless a run starts at element i: along a chain of consecutive
-        # changes, every other one does, beginning with the first unless its element starts
-        # a run already
-        before = torch.ones(n - 1, dtype=torch.bool)
-        before[1:] = change[:-1]
-        begins = change & (~before | (idx == 0))
-        chain = torch.cummax(torch.where(begins, idx, 0), 0).values
-        chain_start = torch.where(chain == 0, True, mixed[torch.clamp(chain - 1, min=0)])
-        starts_run = mixed | change & (((idx - chain) % 2 == 0) != chain_start)
-        starts = torch.cat([starts, torch.nonzero(starts_run).flatten() + 1])
-    lengths = torch.diff(starts, append=torch.tensor([n]))
-    src = t[starts]
-    nxt = t[torch.clamp(starts + 1, max=n - 1)]
-    step = torch.where((lengths > 1) & (src >= 0), nxt - src, 0)
-    return torch.stack([starts, lengths, src, step], dim=1)
-
-
-def expand_runs(runs: torch.Tensor) -> torch.Tensor:
-    """The index table of :func:`gather_runs`' runs (its inverse)."""
-    if runs.numel() == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    lengths = runs[:, 1]
-    k = torch.arange(int(lengths.sum())) - torch.repeat_interleave(runs[:, 0], lengths)
-    src = torch.repeat_interleave(runs[:, 2], lengths)
-    step = torch.repeat_interleave(runs[:, 3], lengths)
-    return torch.where(src >= 0, src + step * k, -1)
+    return torch.ops.sstkd_ops.gather_runs(table.flatten().to(torch.int64))
 
 
 def scatter_layers(table: torch.Tensor, n_dst: int) -> list[torch.Tensor]:
     """A scatter-add ``dst[table[k]] += src[k]`` as gather tables ``layer[m]`` of ``n_dst``
     entries: ``dst[i] += src[layer[m][i]]`` for m = 0, 1, ... (``-1``: nothing), where
-    ``layer[m][i]`` is the m-th source of destination ``i`` in increasing ``k``."""
-    t = table.flatten().to(torch.int64)
-    valid = torch.nonzero(t >= 0).flatten()
-    targets = t[valid]
-    order = torch.argsort(targets, stable=True)
-    targets, sources = targets[order], valid[order]
-    counts = torch.bincount(targets, minlength=n_dst)
-    first = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(targets.numel()) - first[targets]
-    layers = []
-    for m in range(int(counts.max()) if n_dst and targets.numel() else 0):
-        pick = rank == m
-        layer = torch.full((n_dst,), -1, dtype=torch.int64)
-        layer[targets[pick]] = sources[pick]
-        layers.append(layer)
-    return layers
+    ``layer[m][i]`` is the m-th source of destination ``i`` in increasing ``k``
+    (compiled op ``sstkd_ops::scatter_layers``)."""
+    layers = torch.ops.sstkd_ops.scatter_layers(table.flatten().to(torch.int64), n_dst)
+    return list(layers.unbind(0))
 
 
 @dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
