@@ -114,6 +114,18 @@ inline void rows_reaching(int64_t r, int64_t s1, int64_t l1, int64_t Ho, int64_t
 }
 
 // trow (length (Wo - 1) s2 + l2) = the row-transpose of grow (length Wo).
+// Destination rows [r0, r1) of a transposed correlation (rows `ws` apart from `dst`): f(drow,
+// i, a) for each source row i that reaches row r = s1 i + a, in increasing i.
+template <typename T, typename F>
+void each_source_row(T* dst, int64_t ws, int64_t s1, int64_t l1, int64_t Ho, int64_t r0,
+                     int64_t r1, const F& f) {
+  for (int64_t r = r0; r < r1; ++r) {
+    int64_t lo, hi;
+    rows_reaching(r, s1, l1, Ho, lo, hi);
+    for (int64_t i = lo; i <= hi; ++i) f(dst + r * ws, i, r - i * s1);
+  }
+}
+
 template <typename T>
 void row_transpose(const T* grow, int64_t Wo, int64_t s2, const T* f2, int64_t l2, T* trow) {
   const int64_t wspan = (Wo - 1) * s2 + l2;
@@ -160,16 +172,12 @@ void sep_corr_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t 
   const int64_t rows = (Ho - 1) * s1 + l1;
   const int64_t per_row = wspan * ((l1 + s1 - 1) / s1);
   for_range(split, rows, per_row, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      T* drow = dst + (r + p1) * Ws + p2;
-      int64_t lo, hi;
-      rows_reaching(r, s1, l1, Ho, lo, hi);
-      for (int64_t i = lo; i <= hi; ++i) {
-        const T w = f1[r - i * s1];
-        const T* trow = spread + i * wspan;
-        for (int64_t c = 0; c < wspan; ++c) drow[c] += w * trow[c];
-      }
-    }
+    each_source_row(dst + p1 * Ws + p2, Ws, s1, l1, Ho, r0, r1, [&](T* drow, int64_t i,
+                                                                   int64_t a) {
+      const T w = f1[a];
+      const T* trow = spread + i * wspan;
+      for (int64_t c = 0; c < wspan; ++c) drow[c] += w * trow[c];
+    });
   });
 }
 
@@ -200,21 +208,16 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
   const int64_t rows = (Ho - 1) * s1 + l1;
   const int64_t per_row = Wo * l2 * ((l1 + s1 - 1) / s1);
   for_range(split, rows, per_row, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      T* drow = dst + (r + p1) * Ws + p2;
-      int64_t lo, hi;
-      rows_reaching(r, s1, l1, Ho, lo, hi);
-      for (int64_t i = lo; i <= hi; ++i) {
-        const T* grow = g + i * Wo;
-        const int64_t a = r - i * s1;
-        for (int64_t b = 0; b < l2; ++b) {
-          const T w = k[a * l2 + b];
-          if (w == T(0)) continue;
-          T* d = drow + b;
-          for (int64_t j = 0; j < Wo; ++j) d[j * s2] += w * grow[j];
-        }
+    each_source_row(dst + p1 * Ws + p2, Ws, s1, l1, Ho, r0, r1, [&](T* drow, int64_t i,
+                                                                   int64_t a) {
+      const T* grow = g + i * Wo;
+      for (int64_t b = 0; b < l2; ++b) {
+        const T w = k[a * l2 + b];
+        if (w == T(0)) continue;
+        T* d = drow + b;
+        for (int64_t j = 0; j < Wo; ++j) d[j * s2] += w * grow[j];
       }
-    }
+    });
   });
 }
 
