@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -40,16 +41,41 @@ class Workspace {
     }
     TORCH_CHECK(ptr_ != nullptr, "sstkd_ops::linear_program: cannot allocate a workspace of ",
                 bytes, " bytes");
+    bytes_ = bytes;
   }
   ~Workspace() { std::free(ptr_); }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
   template <typename T>
   T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
 
  private:
   void* ptr_ = nullptr;
+  size_t bytes_ = 0;
 };
+
+// Largest workspace kept by a thread between calls.
+constexpr size_t kKeepBytes = size_t(256) << 20;
+
+// The workspace of a call that runs its planes on the calling thread (an image split across
+// the threads, or one thread), kept by that thread between calls up to kKeepBytes and replaced
+// by a larger one when needed: a fresh one paid its page faults, and the kernel's huge-page
+// compaction, on every call (one 1024^2 9-7/pkva float64 plane on 2 threads: ~155 ms instead of
+// ~48 ms per call for the first calls of a process). A larger workspace is `own`ed by the
+// call and freed after it. Worker threads (planes in parallel) allocate theirs per call.
+const Workspace& calling_thread_workspace(size_t bytes, std::unique_ptr<Workspace>& own) {
+  thread_local std::unique_ptr<Workspace> kept;
+  if (bytes > kKeepBytes) {
+    own = std::make_unique<Workspace>(bytes);
+    return *own;
+  }
+  if (!kept || kept->bytes() < bytes) {
+    kept.reset();  // the old one goes before the new one comes
+    kept = std::make_unique<Workspace>(bytes);
+  }
+  return *kept;
+}
 
 at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
                               const at::Tensor& tables, const at::Tensor& coefs,
@@ -87,11 +113,12 @@ at::Tensor linear_program_cpu(const at::Tensor& x, const at::Tensor& instr,
     // Workspaces are not zero-filled (programs write before they read, as on CUDA): for a
     // large plane the fill was a serial pass as long as a fifth of the program.
     const size_t ws_bytes = size_t(ws_numel) * sizeof(scalar_t);
-    if (split) {
-      const Workspace ws(ws_bytes);
+    if (split || at::get_num_threads() == 1) {  // every plane on the calling thread
+      std::unique_ptr<Workspace> own;
+      const Workspace& ws = calling_thread_workspace(ws_bytes, own);
       for (int64_t p = 0; p < planes; ++p) {
         PlaneSpaces<scalar_t> sp{xp + p * in_numel, op + p * out_numel, ws.as<scalar_t>()};
-        run_plane<scalar_t>(isa, ip, n_instr, tp, cp, sp, /*split=*/true);
+        run_plane<scalar_t>(isa, ip, n_instr, tp, cp, sp, split);
       }
       return;
     }
