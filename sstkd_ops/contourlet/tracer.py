@@ -5,7 +5,8 @@ symbolic stack of planes that implements exactly the operations they use: index 
 (``x[:, rows, cols]``, strided slices, ``torch.roll``, ``torch.stack`` + ``reshape``,
 ``torch.zeros_like``), ``conv2d`` with a fixed filter, and linear arithmetic. Selections are
 kept lazy as integer index tables (composed, never copied, ``-1`` = zero) and only
-materialised by a gather when filtering or arithmetic needs the data, so the same source
+materialised by a gather when filtering or arithmetic needs the data (or the reference asks
+for a copy with ``.contiguous()``, which frees the region a view came from), so the same source
 code is the oracle *and* defines the fused kernels: nothing of the toolbox's index logic is
 written twice.
 
@@ -59,6 +60,11 @@ class SymPlanes:
     def reshape(self, *shape) -> SymPlanes:
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
         return self._map_tables(lambda t: t.reshape(shape))
+
+    def contiguous(self) -> SymPlanes:
+        """Materialise into a region of its own (what the reference's copy of a view is)."""
+        region = self.materialize()
+        return SymPlanes.of_region(self.builder, region).reshape(self.shape)
 
     @property
     def ndim(self) -> int:

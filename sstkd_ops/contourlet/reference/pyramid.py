@@ -34,7 +34,9 @@ def _unplanes(x: torch.Tensor, bc: tuple[int, int]) -> torch.Tensor:
 def lp_dec_planes(x, h, g):
     """One LP level of planes ``x (P, H, W)`` with the lowpass pair ``(h, g)``: (coarse,
     detail)."""
-    c = sefilter2(x, h, h)[:, 0::2, 0::2]
+    # contiguous(): in a traced program the coarse plane gets a region of its own, so the next
+    # level does not keep the full-size filtered plane alive for a quarter of its samples
+    c = sefilter2(x, h, h)[:, 0::2, 0::2].contiguous()
     adj = (g.numel() + 1) % 2
     d = x - sefilter2(upsample(c, None), g, g, "per", (adj, adj))
     return c, d
