@@ -27,26 +27,29 @@ void for_range(bool split, int64_t n, int64_t work_per_item, const F& f) {
   at::parallel_for(0, n, grain, f);
 }
 
-// out[j] (+)= sum_t w[t] in[t * tap_stride + j * step], j < n: each output adds its taps in
-// order t = 0, 1, ... (starting from 0, or from out[j] with `acc`), with the partial sums of a
-// block of outputs in registers (one load per tap, one store per output: not one
-// read-modify-write per tap).
+// out[j] (+)= sum_{a, b} k[a, b] in[a * row_stride + b + j * step], j < n, over a (l1, l2)
+// grid of taps: each output adds its taps in order (a, then b; starting from 0, or from out[j]
+// with `acc`), with the partial sums of a block of outputs in registers (one load per tap, one
+// store per output: not one read-modify-write per tap). `skip_zeros` leaves out zero taps.
 template <typename T>
-void weighted_sum(T* out, int64_t n, const T* w, int64_t taps, const T* in, int64_t tap_stride,
-                  int64_t step, bool acc) {
+void tap_sum(T* out, int64_t n, const T* k, int64_t l1, int64_t l2, const T* in,
+             int64_t row_stride, int64_t step, bool acc, bool skip_zeros) {
   constexpr int64_t kBlock = 32;
   for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
     const int64_t m = std::min(kBlock, n - j0);
     T s[kBlock];
     for (int64_t j = 0; j < m; ++j) s[j] = acc ? out[j0 + j] : T(0);
-    const T* base = in + j0 * step;
-    for (int64_t t = 0; t < taps; ++t) {
-      const T wt = w[t];
-      const T* v = base + t * tap_stride;
-      if (step == 1) {
-        for (int64_t j = 0; j < m; ++j) s[j] += wt * v[j];
-      } else {
-        for (int64_t j = 0; j < m; ++j) s[j] += wt * v[j * step];
+    for (int64_t a = 0; a < l1; ++a) {
+      const T* row = in + a * row_stride + j0 * step;
+      for (int64_t b = 0; b < l2; ++b) {
+        const T w = k[a * l2 + b];
+        if (skip_zeros && w == T(0)) continue;
+        const T* v = row + b;
+        if (step == 1) {
+          for (int64_t j = 0; j < m; ++j) s[j] += w * v[j];
+        } else {
+          for (int64_t j = 0; j < m; ++j) s[j] += w * v[j * step];
+        }
       }
     }
     for (int64_t j = 0; j < m; ++j) out[j0 + j] = s[j];
@@ -58,7 +61,7 @@ template <typename T>
 void sep_corr_cols(const T* src, int64_t Ws, int64_t Wo, int64_t p1, int64_t s2, int64_t p2,
                    const T* f2, int64_t l2, T* tmp, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
-    weighted_sum(tmp + r * Wo, Wo, f2, l2, src + (r + p1) * Ws + p2, 1, s2, false);
+    tap_sum(tmp + r * Wo, Wo, f2, 1, l2, src + (r + p1) * Ws + p2, 0, s2, false, false);
   }
 }
 
@@ -68,7 +71,7 @@ template <typename T>
 void sep_corr_rows(T* dst, int64_t Wo, int64_t s1, const T* f1, int64_t l1, const T* tmp,
                    int64_t ts, bool acc, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) {
-    weighted_sum(dst + i * Wo, Wo, f1, l1, tmp + i * s1 * ts, ts, 1, acc);
+    tap_sum(dst + i * Wo, Wo, f1, l1, 1, tmp + i * s1 * ts, ts, 1, acc, false);
   }
 }
 
@@ -186,17 +189,7 @@ void corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1
             int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2, bool acc, bool split) {
   for_range(split, Ho, Wo * l1 * l2, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      T* drow = dst + i * Wo;
-      if (!acc) for (int64_t j = 0; j < Wo; ++j) drow[j] = T(0);
-      for (int64_t a = 0; a < l1; ++a) {
-        const T* srow = src + (i * s1 + a + p1) * Ws + p2;
-        for (int64_t b = 0; b < l2; ++b) {
-          const T w = k[a * l2 + b];
-          if (w == T(0)) continue;
-          const T* s = srow + b;
-          for (int64_t j = 0; j < Wo; ++j) drow[j] += w * s[j * s2];
-        }
-      }
+      tap_sum(dst + i * Wo, Wo, k, l1, l2, src + (i * s1 + p1) * Ws + p2, Ws, s2, acc, true);
     }
   });
 }
