@@ -194,6 +194,36 @@ void corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1
   });
 }
 
+// Destination row r (Wo + l2 - 1 columns) of corr2d_t at column step 1: drow[c] += k[a, b]
+// g[i, c - b] over the source rows i reaching r (a = r - s1 i) in increasing i, then b, as the
+// general loop adds them, a block of columns at a time.
+template <typename T>
+void corr2d_t_row(const T* g, int64_t Ho, int64_t Wo, T* drow, int64_t r, int64_t s1,
+                  const T* k, int64_t l1, int64_t l2) {
+  constexpr int64_t kBlock = 32;
+  const int64_t wspan = Wo + l2 - 1;
+  int64_t lo, hi;
+  rows_reaching(r, s1, l1, Ho, lo, hi);
+  for (int64_t c0 = 0; c0 < wspan; c0 += kBlock) {
+    const int64_t m = std::min(kBlock, wspan - c0);
+    T s[kBlock];
+    for (int64_t c = 0; c < m; ++c) s[c] = drow[c0 + c];
+    for (int64_t i = lo; i <= hi; ++i) {
+      const T* grow = g + i * Wo;
+      const int64_t a = r - i * s1;
+      for (int64_t b = 0; b < l2; ++b) {
+        const T w = k[a * l2 + b];
+        if (w == T(0)) continue;
+        // columns c0 + c with 0 <= c0 + c - b < Wo
+        const int64_t c_lo = std::max<int64_t>(0, b - c0);
+        const int64_t c_hi = std::min<int64_t>(m, b + Wo - c0);
+        for (int64_t c = c_lo; c < c_hi; ++c) s[c] += w * grow[c0 + c - b];
+      }
+    }
+    for (int64_t c = 0; c < m; ++c) drow[c0 + c] = s[c];
+  }
+}
+
 template <typename T>
 void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1, int64_t p1,
               int64_t s2, int64_t p2, const T* k, int64_t l1, int64_t l2, bool split) {
@@ -201,6 +231,11 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
   const int64_t rows = (Ho - 1) * s1 + l1;
   const int64_t per_row = Wo * l2 * ((l1 + s1 - 1) / s1);
   for_range(split, rows, per_row, [&](int64_t r0, int64_t r1) {
+    if (s2 == 1) {  // blocks of destination columns, their partial sums in registers
+      for (int64_t r = r0; r < r1; ++r) corr2d_t_row(g, Ho, Wo, dst + (r + p1) * Ws + p2, r,
+                                                     s1, k, l1, l2);
+      return;
+    }
     each_source_row(dst + p1 * Ws + p2, Ws, s1, l1, Ho, r0, r1, [&](T* drow, int64_t i,
                                                                    int64_t a) {
       const T* grow = g + i * Wo;
