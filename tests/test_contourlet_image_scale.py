@@ -58,3 +58,30 @@ def test_fan_filter_matches_conv2d(name, mode, shift):
     for f in dfilters(name, "d", torch.float64, torch.device("cpu")):
         torch.testing.assert_close(_fan_filter(x, f, mode, shift), efilter2(x, f, mode, shift),
                                    rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kept_workspace_carries_nothing_between_calls(threads):
+    """The thread that runs an image keeps its workspace between calls (not cleared): a call
+    after one that filled it with NaN, and after a larger and a smaller program, gives the
+    same bits as the first call (every program writes a workspace value before reading it)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(3)
+        x = torch.randn(1, 1, 96, 80, dtype=torch.float64, generator=g)
+
+        def run(t):
+            low, bands = pdfb_dec(t, "9-7", "pkva", (2, 3), backend="cpu")
+            return [low] + [b for level in bands for b in level]
+
+        first = run(x)
+        run(torch.full_like(x, float("nan")))  # NaN everywhere in the workspace
+        pdfb_dec(torch.randn(1, 1, 160, 176, dtype=torch.float64), backend="cpu")  # larger
+        pdfb_dec(torch.randn(1, 1, 32, 32, dtype=torch.float64), backend="cpu")  # smaller
+        for got, want in zip(run(x), first):
+            assert torch.equal(got, want)
+        ref = pdfb_dec(x, "9-7", "pkva", (2, 3), backend="reference")[0]
+        torch.testing.assert_close(first[0], ref, rtol=1e-12, atol=1e-12)
+    finally:
+        torch.set_num_threads(old)
