@@ -206,11 +206,13 @@ def _odd(f: torch.Tensor) -> bool:
 def _fan_filter(x, f: torch.Tensor, mode: str, shift: tuple[int, int] = (0, 0)):
     """:func:`efilter2` with a fan filter.
 
-    On a float64 CPU tensor, where ``conv2d`` has only a slow im2col kernel, the filter is
-    applied as a sum of shifted copies over its nonzero taps (about half of a fan filter's);
-    float32, GPU tensors and the program tracer's symbolic planes use ``conv2d``.
+    On a CPU tensor the filter is applied as a sum of shifted copies over its nonzero taps
+    (about half of a fan filter's): float64 ``conv2d`` has only a slow im2col kernel, and in
+    float32 the taps are faster too (3-level ``dfb_dec`` of a 1024^2 plane, one thread: 9-7 145
+    ms against 363 ms, dmaxflat7 1.74 s against 1.86 s). GPU tensors and the program tracer's
+    symbolic planes use ``conv2d``.
     """
-    if not (isinstance(x, torch.Tensor) and x.dtype == torch.float64 and x.device.type == "cpu"):
+    if not (isinstance(x, torch.Tensor) and x.device.type == "cpu"):
         return efilter2(x, f, mode, shift)
     kh, kw = f.shape
     h, w = x.shape[-2:]
