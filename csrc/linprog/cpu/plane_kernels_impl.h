@@ -83,7 +83,7 @@ bool identity_pass(const T* f, int64_t len, int64_t stride) {
 }
 
 // Valid separable correlation with stride/phase; tmp holds ((Ho-1) s1 + l1, Wo). A 1-D filter
-// (the contourlet's fan and ladder filters) runs one pass, straight from src or into dst.
+// (each pass of the LP filters, the pkva ladder filters) runs one pass, straight from src or into dst.
 template <typename T>
 void sep_corr(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1,
               int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1, const T* f2,
@@ -116,7 +116,6 @@ inline void rows_reaching(int64_t r, int64_t s1, int64_t l1, int64_t Ho, int64_t
   hi = std::min<int64_t>(Ho - 1, r / s1);
 }
 
-// trow (length (Wo - 1) s2 + l2) = the row-transpose of grow (length Wo).
 // Destination rows [r0, r1) of a transposed correlation (rows `ws` apart from `dst`): f(drow,
 // i, a) for each source row i that reaches row r = s1 i + a, in increasing i.
 template <typename T, typename F>
@@ -129,6 +128,7 @@ void each_source_row(T* dst, int64_t ws, int64_t s1, int64_t l1, int64_t Ho, int
   }
 }
 
+// trow (length (Wo - 1) s2 + l2) = the row-transpose of grow (length Wo).
 template <typename T>
 void row_transpose(const T* grow, int64_t Wo, int64_t s2, const T* f2, int64_t l2, T* trow) {
   const int64_t wspan = (Wo - 1) * s2 + l2;
