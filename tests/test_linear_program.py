@@ -7,7 +7,9 @@ from conftest import requires
 
 from sstkd_ops import _backend
 from sstkd_ops.linprog import ProgramBuilder, run_torch
-from sstkd_ops.linprog.program import ACCUMULATE, GATHER_RUNS, gather_runs, scatter_layers
+from sstkd_ops.linprog.program import (ACCUMULATE, AXPBY, AXPY, GATHER, GATHER_RUNS,
+                                      SCALED_GATHER_RUNS, fuse_scaled_gathers, gather_runs,
+                                      scatter_layers)
 from sstkd_ops.linprog.runtime import packed_on, run
 
 needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")
@@ -186,12 +188,83 @@ def test_cpu_kernel_runs_form_equals_table_form(h, w):
         return out
 
     dec, adj = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
-    assert GATHER_RUNS in (packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE)
+    ops = packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE
+    assert GATHER_RUNS in ops and SCALED_GATHER_RUNS in ops  # combinations gather themselves
     tables, runs = both_forms(dec, torch.randn(3, dec.in_numel, dtype=torch.float64))
     assert torch.equal(runs, tables)
     for prog in (_random_program(h, w, seed=17), adj):  # scatter-adds: layered in runs form
         tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
         torch.testing.assert_close(runs, tables, rtol=1e-13, atol=1e-13)
+
+
+def _kinds(instrs):
+    """(scaled gathers, plain gathers, AXPBY, AXPY) counts of an instruction list."""
+    scaled = sum(i.op & ~ACCUMULATE == GATHER and bool(i.f1) for i in instrs)
+    plain = sum(i.op & ~ACCUMULATE == GATHER and not i.f1 for i in instrs)
+    return (scaled, plain, sum(i.op == AXPBY for i in instrs), sum(i.op == AXPY for i in instrs))
+
+
+def _fusion_cases():
+    """name -> (program, expected _kinds of its fused instructions). Values gathered from the
+    input (h, w) = (6, 7) with a shift, combined, copied to the output."""
+    h, w = 6, 7
+    idx = torch.arange(h * w).view(h, w)
+    shift = torch.roll(idx, 1, 1)
+    flip = idx.flip(0)
+    cases = {}
+
+    b = ProgramBuilder(h, w)  # both terms gathered, then a third added: all fuse
+    d = b.axpby(0.3, b.gather(b.input, shift), -1.7, b.gather(b.input, flip))
+    b.axpy(d, 2.5, b.gather(b.input, idx.flip(1)))
+    b.copy(d, b.output(h, w))
+    cases["fuses"] = (b.build(), (3, 1, 0, 0))
+
+    b = ProgramBuilder(h, w)  # one term gathered, the other a plain value: it goes first
+    plain = b.sep_corr(b.input, [1.0, 2.0], [0.5], (h - 1, w))
+    g = b.gather(b.input, shift[:h - 1])
+    d = b.axpby(0.7, plain, -0.2, g)
+    b.copy(d, b.output(h - 1, w))
+    cases["one term"] = (b.build(), (1, 1, 0, 1))
+
+    b = ProgramBuilder(h, w)  # the gathered value is read again later: kept
+    g = b.gather(b.input, shift)
+    d = b.axpby(0.3, g, -1.7, b.gather(b.input, flip))
+    b.axpy(d, 1.1, g)
+    b.copy(d, b.output(h, w))
+    cases["read twice"] = (b.build(), (1, 2, 0, 2))
+
+    b = ProgramBuilder(h, w)  # the gather's source changes before the combination: kept
+    src = b.sep_corr(b.input, [1.0, -1.0], [2.0], (h - 1, w))
+    g = b.gather(src, torch.arange((h - 1) * w).view(h - 1, w).flip(1))
+    b.sep_corr(b.input, [3.0], [1.0], (h - 1, w), dst=src)
+    d = b.axpby(0.5, g, 0.25, src)
+    b.copy(d, b.output(h - 1, w))
+    cases["source overwritten"] = (b.build(), (0, 2, 1, 0))
+    return cases
+
+
+@pytest.mark.parametrize("name", list(_fusion_cases()))
+def test_fused_gathers_follow_the_rules(name):
+    prog, kinds = _fusion_cases()[name]
+    assert _kinds(fuse_scaled_gathers(prog.instrs)) == kinds
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(_fusion_cases()))
+def test_fused_gathers_give_the_same_bits(name, dtype):
+    """Fused (packed_runs) and unfused (packed) forms through the C++ kernel: bitwise equal,
+    and equal to the PyTorch interpreter's value."""
+    prog, _ = _fusion_cases()[name]
+    x = torch.randn(4, prog.in_numel, dtype=dtype)
+    x[0, :5] = 0.0  # zeros keep their sign through the products
+    got = []
+    for runs in (False, True):
+        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
+        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
+                                                      prog.out_numel, ws))
+    assert torch.equal(got[0], got[1])
+    torch.testing.assert_close(got[1], run_torch(prog, x))
 
 
 @needs_ext
@@ -250,11 +323,16 @@ def _first_run_row(fi):
 @needs_ext
 @pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr",
                                      "run start", "run length", "run source", "run step",
-                                     "run count"])
+                                     "run count", "run coefficient"])
 def test_malformed_program_raises_instead_of_crashing(corrupt):
     prog = _random_program(6, 7, seed=6)
+    if corrupt == "run coefficient":  # a scaled gather's coefficient must be in the array
+        prog = _fusion_cases()["fuses"][0]
     fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith("run "))
-    if corrupt.startswith("run "):  # a run is (dst_start, length, src_start, step)
+    if corrupt == "run coefficient":
+        q = int(torch.nonzero(fi[:, 0] & ~ACCUMULATE == SCALED_GATHER_RUNS)[0])
+        fi[q, 14] = fc.numel()
+    elif corrupt.startswith("run "):  # a run is (dst_start, length, src_start, step)
         q = _first_run_row(fi)
         run = int(fi[q, 5])
         if corrupt == "run start":  # runs must tile the destination in order

@@ -54,8 +54,11 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         bounds.check(q, "dst", c[1], n);
         check_table(n, bounds.room(c[2]), 0, -1);  // -1 reads zero
         break;
-      case kGatherRuns: {
+      case kGatherRuns:
+      case kScaledGatherRuns: {
         bounds.check(q, "dst", c[1], n);
+        TORCH_CHECK(op == kGatherRuns || (c[14] >= 0 && c[14] < n_coefs),
+                    "sstkd_ops::linear_program: instruction ", q, ": coefficient out of range");
         const int64_t n_runs = c[6];
         TORCH_CHECK(n_runs >= 0 && c[5] >= 0 && c[5] + kRunCols * n_runs <= n_tables,
                     "sstkd_ops::linear_program: instruction ", q, ": runs exceed the tables");

@@ -60,10 +60,14 @@ enum Op : int64_t {
   // step), covering [0, n) in order: dst[dst_start + k] = srcA[src_start + step k], k <
   // length (src_start == -1: zeros, or nothing with kAccumulate)
   kGatherRuns = 9,
+  // kGatherRuns scaled (the C++ CPU kernel's form of a gather feeding a linear combination):
+  // dst[dst_start + k] (+)= alpha srcA[src_start + step k], alpha = coef[c14] (a zero run
+  // gives alpha 0)
+  kScaledGatherRuns = 10,
 };
 constexpr int64_t kRunCols = 4;
 
-// Added to kGather, kGatherRuns, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
+// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
 

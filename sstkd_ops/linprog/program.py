@@ -26,6 +26,7 @@ IN, OUT, WS = 0, 1, 2
 
 GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY = range(9)
 GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, see gather_runs
+SCALED_GATHER_RUNS = 10  # packed form only: a gather into a linear combination, see fuse_scaled_gathers
 ACCUMULATE = 256
 RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
@@ -260,6 +261,109 @@ def scatter_layers(table: torch.Tensor, n_dst: int) -> list[torch.Tensor]:
     return list(layers.unbind(0))
 
 
+def _overlap(r: Region | None, s: Region | None) -> bool:
+    return (r is not None and s is not None and r.space == s.space
+            and r.offset < s.offset + s.numel and s.offset < r.offset + r.numel)
+
+
+def _reads(ins: Instr) -> list[Region]:
+    base = ins.op & ~ACCUMULATE
+    regions = [] if base == ZERO else [ins.a]
+    if base == AXPBY:
+        regions.append(ins.b)
+    if ins.op & ACCUMULATE or base in (SCATTER_ADD, SEP_CORR_T, CORR2D_T, AXPY):
+        regions.append(ins.dst)
+    return [r for r in regions if r is not None]
+
+
+def _overwrites(ins: Instr) -> bool:
+    """Whether ``ins`` writes all of its destination without reading what was there."""
+    base = ins.op & ~ACCUMULATE
+    return (base in _OVERWRITE_OPS or base == ZERO) and not ins.op & ACCUMULATE
+
+
+def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
+    """The C++ CPU kernel's form of the linear combinations: where ``AXPBY`` / ``AXPY`` reads a
+    workspace value made by a ``GATHER`` and read by nothing else, the gather is dropped and
+    the combination gathers that value's source itself, scaled (a ``GATHER`` with ``f1 =
+    (alpha,)``, packed as ``SCALED_GATHER_RUNS``): ``d = a x[t] + b y[u]`` becomes ``d = a
+    x[t]; d += b y[u]``, one pass over ``d`` per term instead of a temporary per term and a pass
+    per combination. Every element gets the same products added in the same order (IEEE
+    addition commutes), so results are bitwise those of the instructions it replaces.
+
+    A fusion needs: the gather the last writer of the value before the combination, nothing
+    in between reading the value or writing the gather's source, the value dead afterwards
+    (each part of it overwritten before anything reads it again), and the combination's
+    destination disjoint from every source it now reads after writing it.
+    """
+    n = len(instrs)
+    dropped: set[int] = set()
+
+    def producer(x: int, r: Region) -> int | None:
+        if r.space != WS:
+            return None
+        for g in range(x - 1, -1, -1):
+            ins = instrs[g]
+            if _overlap(ins.dst, r):
+                break
+            if any(_overlap(q, r) for q in _reads(ins)):
+                return None
+        else:
+            return None
+        if (ins.op != GATHER or ins.f1 or g in dropped or ins.dst.offset != r.offset
+                or ins.dst.numel != r.numel):
+            return None
+        if any(_overlap(instrs[y].dst, ins.a) for y in range(g + 1, x)):
+            return None  # the source changes before the combination
+        live = [(r.offset, r.offset + r.numel)]  # the parts of r not yet overwritten
+        for y in range(x + 1, n):
+            later = instrs[y]
+            for q in _reads(later):
+                if q.space == WS and any(q.offset < hi and lo < q.offset + q.numel
+                                         for lo, hi in live):
+                    return None
+            d = later.dst
+            if d.space == WS and _overwrites(later):
+                d_lo, d_hi = d.offset, d.offset + d.numel
+                live = [piece for lo, hi in live
+                        for piece in ((lo, min(hi, d_lo)), (max(lo, d_hi), hi)) if piece[0] < piece[1]]
+                if not live:
+                    break
+        return g
+
+    out: dict[int, list[Instr]] = {}
+    for x, ins in enumerate(instrs):
+        base = ins.op & ~ACCUMULATE
+        if base not in (AXPBY, AXPY) or _overlap(ins.dst, ins.a) or _overlap(ins.dst, ins.b):
+            continue
+        terms = [(ins.a, ins.f1[0])] + ([(ins.b, ins.f2[0])] if base == AXPBY else [])
+        if base == AXPBY and _overlap(ins.a, ins.b):
+            continue
+        made = [producer(x, r) for r, _ in terms]
+        if all(g is None for g in made):
+            continue
+        if base == AXPBY and made[0] is None:  # the gathered term first (it overwrites d)
+            terms, made = terms[::-1], made[::-1]
+        sources = [instrs[g].a if g is not None else r for (r, _), g in zip(terms, made)]
+        if any(_overlap(ins.dst, src) for src in sources):
+            continue
+        seq = []
+        for i, ((r, alpha), g) in enumerate(zip(terms, made)):
+            acc = ACCUMULATE if (i > 0 or base == AXPY) else 0
+            if g is None:
+                seq.append(Instr(AXPY, ins.dst, r, f1=(alpha,)))
+            else:
+                seq.append(Instr(GATHER | acc, ins.dst, instrs[g].a, table=instrs[g].table,
+                                 f1=(alpha,)))
+                dropped.add(g)
+        out[x] = seq
+    fused: list[Instr] = []
+    for q, ins in enumerate(instrs):
+        if q not in dropped:
+            fused.extend(out.get(q, [ins]))
+    return fused
+
+
 @dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
 class Program:
     """A compiled linear map ``(P, in_numel) -> (P, out_numel)``."""
@@ -328,7 +432,9 @@ class Program:
         per run, ~1/25 of the table at image scale), and a scatter-add becomes one
         accumulating gather per layer (:func:`scatter_layers`): each destination adds its
         sources one at a time in increasing source index, where the CSR form adds their
-        sum (same terms, rounded differently)."""
+        sum (same terms, rounded differently). A gather that only feeds a linear combination
+        is fused into it (:func:`fuse_scaled_gathers`: ``SCALED_GATHER_RUNS``, bitwise the
+        same values)."""
         return self._pack(runs=True)
 
     def _pack(self, runs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -336,12 +442,18 @@ class Program:
         t_off = c_off = scratch = 0
         scratch_operand = (WS << SPACE_SHIFT) | self.ws_numel
 
-        def gather_row(op: int, dst: Region, src: Region, table: torch.Tensor) -> list[int]:
-            nonlocal t_off
+        def gather_row(op: int, dst: Region, src: Region, table: torch.Tensor,
+                       scale: tuple[float, ...] = ()) -> list[int]:
+            nonlocal t_off, c_off
             row = [0] * N_COLS
             row[1], row[2], row[4], row[5] = dst.operand, src.operand, dst.numel, t_off
             r = gather_runs(table) if runs else None
-            if r is not None and RUN_COLS * r.shape[0] < table.numel():
+            if scale:  # always runs (only fuse_scaled_gathers makes these)
+                row[0], row[6], row[14] = SCALED_GATHER_RUNS | op & ACCUMULATE, r.shape[0], c_off
+                coefs.extend(scale)
+                c_off += 1
+                tables.append(r.flatten().to(torch.int32))
+            elif r is not None and RUN_COLS * r.shape[0] < table.numel():
                 row[0], row[6] = GATHER_RUNS | op & ACCUMULATE, r.shape[0]
                 tables.append(r.flatten().to(torch.int32))
             else:
@@ -350,10 +462,10 @@ class Program:
             t_off += tables[-1].numel()
             return row
 
-        for ins in self.instrs:
+        for ins in fuse_scaled_gathers(self.instrs) if runs else self.instrs:
             base = ins.op & ~ACCUMULATE
             if base == GATHER:
-                rows.append(gather_row(ins.op, ins.dst, ins.a, ins.table))
+                rows.append(gather_row(ins.op, ins.dst, ins.a, ins.table, ins.f1))
                 continue
             if runs and base == SCATTER_ADD:
                 for layer in scatter_layers(ins.table, ins.dst.numel):

@@ -8,9 +8,11 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #pragma GCC target("avx512f")
 #define SSTKD_PLANE_ISA avx512
+#define SSTKD_TAP_BLOCK_BYTES 512  // 32 zmm registers
 #include "plane_kernels_impl.h"
 #endif

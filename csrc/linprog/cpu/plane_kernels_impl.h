@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../linear_program.h"
@@ -27,6 +28,60 @@ void for_range(bool split, int64_t n, int64_t work_per_item, const F& f) {
   at::parallel_for(0, n, grain, f);
 }
 
+// Width in bytes of a block of outputs whose partial sums a tap loop keeps in registers (a
+// build sets it for its vector registers: 16 of them at a time).
+#ifndef SSTKD_TAP_BLOCK_BYTES
+#define SSTKD_TAP_BLOCK_BYTES 256
+#endif
+template <typename T>
+constexpr int64_t kTapBlock = SSTKD_TAP_BLOCK_BYTES / sizeof(T);
+using FullBlock = std::integral_constant<int64_t, 0>;  // tag: m is the compile-time block
+
+// One block of tap_sum: m outputs (FullBlock: kTapBlock<T>, a compile-time trip count, so the
+// sums stay in registers; a runtime count spills them). kUnit: step == 1.
+template <typename T, bool kUnit, typename Width>
+inline void tap_block(T* out, Width width, const T* k, int64_t l1, int64_t l2, const T* in,
+                      int64_t row_stride, int64_t step, bool acc, bool skip_zeros) {
+  constexpr bool kFull = std::is_same_v<Width, FullBlock>;
+  int64_t m;
+  if constexpr (kFull) {
+    m = kTapBlock<T>;
+  } else {
+    m = width;
+  }
+  T s[kTapBlock<T>];
+  for (int64_t j = 0; j < m; ++j) s[j] = acc ? out[j] : T(0);
+  for (int64_t a = 0; a < l1; ++a) {
+    const T* row = in + a * row_stride;
+    for (int64_t b = 0; b < l2; ++b) {
+      const T w = k[a * l2 + b];
+      if (skip_zeros && w == T(0)) continue;
+      const T* v = row + b;
+      if constexpr (kUnit) {
+        for (int64_t j = 0; j < m; ++j) s[j] += w * v[j];
+      } else {
+        for (int64_t j = 0; j < m; ++j) s[j] += w * v[j * step];
+      }
+    }
+  }
+  for (int64_t j = 0; j < m; ++j) out[j] = s[j];
+}
+
+template <typename T, bool kUnit>
+void tap_sum_steps(T* out, int64_t n, const T* k, int64_t l1, int64_t l2, const T* in,
+                   int64_t row_stride, int64_t step, bool acc, bool skip_zeros) {
+  constexpr int64_t B = kTapBlock<T>;
+  int64_t j0 = 0;
+  for (; j0 + B <= n; j0 += B) {
+    tap_block<T, kUnit>(out + j0, FullBlock{}, k, l1, l2, in + j0 * step, row_stride, step,
+                        acc, skip_zeros);
+  }
+  if (j0 < n) {
+    tap_block<T, kUnit>(out + j0, n - j0, k, l1, l2, in + j0 * step, row_stride, step, acc,
+                        skip_zeros);
+  }
+}
+
 // out[j] (+)= sum_{a, b} k[a, b] in[a * row_stride + b + j * step], j < n, over a (l1, l2)
 // grid of taps: each output adds its taps in order (a, then b; starting from 0, or from out[j]
 // with `acc`), with the partial sums of a block of outputs in registers (one load per tap, one
@@ -34,25 +89,10 @@ void for_range(bool split, int64_t n, int64_t work_per_item, const F& f) {
 template <typename T>
 void tap_sum(T* out, int64_t n, const T* k, int64_t l1, int64_t l2, const T* in,
              int64_t row_stride, int64_t step, bool acc, bool skip_zeros) {
-  constexpr int64_t kBlock = 32;
-  for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
-    const int64_t m = std::min(kBlock, n - j0);
-    T s[kBlock];
-    for (int64_t j = 0; j < m; ++j) s[j] = acc ? out[j0 + j] : T(0);
-    for (int64_t a = 0; a < l1; ++a) {
-      const T* row = in + a * row_stride + j0 * step;
-      for (int64_t b = 0; b < l2; ++b) {
-        const T w = k[a * l2 + b];
-        if (skip_zeros && w == T(0)) continue;
-        const T* v = row + b;
-        if (step == 1) {
-          for (int64_t j = 0; j < m; ++j) s[j] += w * v[j];
-        } else {
-          for (int64_t j = 0; j < m; ++j) s[j] += w * v[j * step];
-        }
-      }
-    }
-    for (int64_t j = 0; j < m; ++j) out[j0 + j] = s[j];
+  if (step == 1) {
+    tap_sum_steps<T, true>(out, n, k, l1, l2, in, row_stride, 1, acc, skip_zeros);
+  } else {
+    tap_sum_steps<T, false>(out, n, k, l1, l2, in, row_stride, step, acc, skip_zeros);
   }
 }
 
@@ -194,33 +234,58 @@ void corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1
   });
 }
 
+// One block of corr2d_t_row: destination columns [c0, c0 + m) of the row (FullBlock: m =
+// kTapBlock<T> and every tap's source columns inside the row, a compile-time trip count).
+template <typename T, typename Width>
+inline void corr2d_t_block(const T* g, int64_t Wo, T* drow, int64_t c0, Width width,
+                           int64_t r, int64_t lo, int64_t hi, int64_t s1, const T* k,
+                           int64_t l2) {
+  constexpr bool kFull = std::is_same_v<Width, FullBlock>;
+  int64_t m;
+  if constexpr (kFull) {
+    m = kTapBlock<T>;
+  } else {
+    m = width;
+  }
+  T s[kTapBlock<T>];
+  for (int64_t c = 0; c < m; ++c) s[c] = drow[c0 + c];
+  for (int64_t i = lo; i <= hi; ++i) {
+    const T* grow = g + i * Wo;
+    const int64_t a = r - i * s1;
+    for (int64_t b = 0; b < l2; ++b) {
+      const T w = k[a * l2 + b];
+      if (w == T(0)) continue;
+      const T* v = grow + c0 - b;
+      if constexpr (kFull) {
+        for (int64_t c = 0; c < m; ++c) s[c] += w * v[c];
+      } else {  // columns c0 + c with 0 <= c0 + c - b < Wo
+        const int64_t c_lo = std::max<int64_t>(0, b - c0);
+        const int64_t c_hi = std::min<int64_t>(m, b + Wo - c0);
+        for (int64_t c = c_lo; c < c_hi; ++c) s[c] += w * v[c];
+      }
+    }
+  }
+  for (int64_t c = 0; c < m; ++c) drow[c0 + c] = s[c];
+}
+
 // Destination row r (Wo + l2 - 1 columns) of corr2d_t at column step 1: drow[c] += k[a, b]
 // g[i, c - b] over the source rows i reaching r (a = r - s1 i) in increasing i, then b, as the
 // general loop adds them, a block of columns at a time.
 template <typename T>
 void corr2d_t_row(const T* g, int64_t Ho, int64_t Wo, T* drow, int64_t r, int64_t s1,
                   const T* k, int64_t l1, int64_t l2) {
-  constexpr int64_t kBlock = 32;
+  constexpr int64_t B = kTapBlock<T>;
   const int64_t wspan = Wo + l2 - 1;
   int64_t lo, hi;
   rows_reaching(r, s1, l1, Ho, lo, hi);
-  for (int64_t c0 = 0; c0 < wspan; c0 += kBlock) {
-    const int64_t m = std::min(kBlock, wspan - c0);
-    T s[kBlock];
-    for (int64_t c = 0; c < m; ++c) s[c] = drow[c0 + c];
-    for (int64_t i = lo; i <= hi; ++i) {
-      const T* grow = g + i * Wo;
-      const int64_t a = r - i * s1;
-      for (int64_t b = 0; b < l2; ++b) {
-        const T w = k[a * l2 + b];
-        if (w == T(0)) continue;
-        // columns c0 + c with 0 <= c0 + c - b < Wo
-        const int64_t c_lo = std::max<int64_t>(0, b - c0);
-        const int64_t c_hi = std::min<int64_t>(m, b + Wo - c0);
-        for (int64_t c = c_lo; c < c_hi; ++c) s[c] += w * grow[c0 + c - b];
-      }
+  for (int64_t c0 = 0; c0 < wspan; c0 += B) {
+    const int64_t m = std::min(B, wspan - c0);
+    // every tap b reads columns c0 - b .. c0 + m - 1 - b of the source row
+    if (m == B && c0 >= l2 - 1 && c0 + B <= Wo) {
+      corr2d_t_block(g, Wo, drow, c0, FullBlock{}, r, lo, hi, s1, k, l2);
+    } else {
+      corr2d_t_block(g, Wo, drow, c0, m, r, lo, hi, s1, k, l2);
     }
-    for (int64_t c = 0; c < m; ++c) drow[c0 + c] = s[c];
   }
 }
 
@@ -249,16 +314,41 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
   });
 }
 
-// One run of kGatherRuns: dst[d0 + k] (+)= src[s0 + step k], k < len (s0 == -1: zeros).
-template <typename T>
-void gather_run(const int32_t* run, const T* src, T* dst, bool acc) {
+// One run of kGatherRuns: dst[d0 + k] (+)= src[s0 + step k], k < len (s0 == -1: zeros);
+// kScaled (kScaledGatherRuns): dst[d0 + k] (+)= alpha src[s0 + step k] (a zero run: alpha 0,
+// as alpha times a gathered zero).
+template <bool kScaled, typename T>
+void gather_run(const int32_t* run, const T* src, T* dst, bool acc, T alpha) {
   T* d = dst + run[0];
   const int64_t len = run[1], step = run[3];
   if (run[2] < 0) {
-    if (!acc) std::fill(d, d + len, T(0));
+    if (kScaled) {
+      const T z = alpha * T(0);
+      if (acc) {
+        for (int64_t k = 0; k < len; ++k) d[k] += z;
+      } else {
+        std::fill(d, d + len, z);
+      }
+    } else if (!acc) {
+      std::fill(d, d + len, T(0));
+    }
     return;
   }
   const T* s = src + run[2];
+  if constexpr (kScaled) {
+    if (step == 1) {
+      if (acc) {
+        for (int64_t k = 0; k < len; ++k) d[k] += alpha * s[k];
+      } else {
+        for (int64_t k = 0; k < len; ++k) d[k] = alpha * s[k];
+      }
+    } else if (acc) {
+      for (int64_t k = 0; k < len; ++k) d[k] += alpha * s[k * step];
+    } else {
+      for (int64_t k = 0; k < len; ++k) d[k] = alpha * s[k * step];
+    }
+    return;
+  }
   if (step == 1) {
     if (acc) {
       for (int64_t k = 0; k < len; ++k) d[k] += s[k];
@@ -270,6 +360,20 @@ void gather_run(const int32_t* run, const T* src, T* dst, bool acc) {
   } else {
     for (int64_t k = 0; k < len; ++k) d[k] = s[k * step];
   }
+}
+
+// The runs of a kGatherRuns / kScaledGatherRuns instruction, split across threads.
+template <bool kScaled, typename T>
+void gather_runs(const int64_t* c, const int32_t* tables, const T* coefs, const T* src,
+                 T* dst, bool acc, bool split) {
+  const int32_t* runs = tables + c[5];
+  const int64_t n_runs = c[6];
+  const T alpha = kScaled ? coefs[c[14]] : T(1);
+  for_range(split, n_runs, c[4] / std::max<int64_t>(1, n_runs), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      gather_run<kScaled>(runs + kRunCols * r, src, dst, acc, alpha);
+    }
+  });
 }
 
 template <typename T>
@@ -294,14 +398,12 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
         });
         break;
       }
-      case kGatherRuns: {
-        const int32_t* runs = tables + c[5];
-        const int64_t n_runs = c[6];
-        for_range(split, n_runs, n / std::max<int64_t>(1, n_runs), [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) gather_run(runs + kRunCols * r, a, dst, acc);
-        });
+      case kGatherRuns:
+        gather_runs<false>(c, tables, coefs, a, dst, acc, split);
         break;
-      }
+      case kScaledGatherRuns:
+        gather_runs<true>(c, tables, coefs, a, dst, acc, split);
+        break;
       case kScatterAdd: {
         const int32_t* rowptr = tables + c[5];
         const int32_t* col = rowptr + n + 1;

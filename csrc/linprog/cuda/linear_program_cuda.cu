@@ -86,7 +86,8 @@ __device__ bool instruction_ok(const int64_t* c, const Limits& lim) {
       return c[14] + l1 <= lim.n_coefs && c[16] + l2 <= lim.n_coefs &&
              (c[3] >> kSpaceShift) == 2 && lim.fits(c[3], sep_scratch_numel(c));
     }
-    case kGatherRuns:  // the C++ CPU kernel's form; the runtime packs tables for CUDA
+    case kGatherRuns:  // the C++ CPU kernel's forms; the runtime packs tables for CUDA
+    case kScaledGatherRuns:
     default:
       return false;
   }
