@@ -7,9 +7,17 @@ from conftest import requires
 
 from sstkd_ops import _backend
 from sstkd_ops.linprog import ProgramBuilder, run_torch
-from sstkd_ops.linprog.program import (ACCUMULATE, AXPBY, AXPY, GATHER, GATHER_RUNS,
-                                      SCALED_GATHER_RUNS, fuse_scaled_gathers, gather_runs,
-                                      scatter_layers)
+from sstkd_ops.linprog.program import (
+    ACCUMULATE,
+    AXPBY,
+    AXPY,
+    GATHER,
+    GATHER_RUNS,
+    SCALED_GATHER_RUNS,
+    fuse_scaled_gathers,
+    gather_runs,
+    scatter_layers,
+)
 from sstkd_ops.linprog.runtime import packed_on, run
 
 needs_ext = requires(_backend.has_cpu_kernels(), reason="extension not built")

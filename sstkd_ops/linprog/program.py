@@ -26,7 +26,7 @@ IN, OUT, WS = 0, 1, 2
 
 GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY = range(9)
 GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, see gather_runs
-SCALED_GATHER_RUNS = 10  # packed form only: a gather into a linear combination, see fuse_scaled_gathers
+SCALED_GATHER_RUNS = 10  # packed form only: a gather fused into a combination (fuse_scaled_gathers)
 ACCUMULATE = 256
 RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
@@ -326,7 +326,8 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
             if d.space == WS and _overwrites(later):
                 d_lo, d_hi = d.offset, d.offset + d.numel
                 live = [piece for lo, hi in live
-                        for piece in ((lo, min(hi, d_lo)), (max(lo, d_hi), hi)) if piece[0] < piece[1]]
+                        for piece in ((lo, min(hi, d_lo)), (max(lo, d_hi), hi))
+                        if piece[0] < piece[1]]
                 if not live:
                     break
         return g
