@@ -11,9 +11,11 @@ from sstkd_ops.linprog.program import (
     ACCUMULATE,
     AXPBY,
     AXPY,
+    CHECKER_CORR2D,
     GATHER,
     GATHER_RUNS,
     SCALED_GATHER_RUNS,
+    checker_correlations,
     fuse_scaled_gathers,
     gather_runs,
     scatter_layers,
@@ -198,8 +200,12 @@ def test_cpu_kernel_runs_form_equals_table_form(h, w):
     dec, adj = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
     ops = packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE
     assert GATHER_RUNS in ops and SCALED_GATHER_RUNS in ops  # combinations gather themselves
-    tables, runs = both_forms(dec, torch.randn(3, dec.in_numel, dtype=torch.float64))
-    assert torch.equal(runs, tables)
+    tree = programs("pdfb_dec", ((h, w),), "5-3", "9-7", (2, 3))[0]  # quincunx filter banks
+    assert CHECKER_CORR2D in packed_on(tree, torch.device("cpu"), True)[0][:, 0]
+    for prog in (dec, tree):
+        for dtype in (torch.float32, torch.float64):
+            tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
+            assert torch.equal(runs, tables)
     for prog in (_random_program(h, w, seed=17), adj):  # scatter-adds: layered in runs form
         tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
         torch.testing.assert_close(runs, tables, rtol=1e-13, atol=1e-13)
@@ -275,6 +281,51 @@ def test_fused_gathers_give_the_same_bits(name, dtype):
     torch.testing.assert_close(got[1], run_torch(prog, x))
 
 
+def _checker_case(name: str):
+    """A 2-D correlation of a periodically extended (h, w) input, its outputs gathered; `name`
+    says what the program does besides (only "quincunx" is a checkerboard correlation)."""
+    h, w = 7, 12
+    b = ProgramBuilder(h, w)
+    rows, cols = (torch.arange(h + 2) - 1) % h, (torch.arange(w + 3) - 1) % w
+    ext = b.gather(b.input, rows[:, None] * w + cols[None, :])
+    k = torch.randn(3, 4, generator=torch.Generator().manual_seed(3))
+    c = b.corr2d(ext, k, (h, w), stride=(1, 0, 1, 0))
+    i = torch.arange(h)[:, None]
+    checker = i * w + 2 * torch.arange(w // 2)[None, :] + (i + 1) % 2  # (i + j) odd
+    if name == "both parities":
+        checker[0, 0] -= 1
+    b.gather(c, checker, dst=b.output(h, w // 2))
+    if name == "read by a combination":
+        b.axpby(1.0, c, 2.0, c, dst=b.output(h, w))
+    if name == "source read again":
+        b.copy(ext, b.output(h + 2, w + 3))
+    return b.build()
+
+
+@pytest.mark.parametrize("name, kept", [("quincunx", True), ("both parities", False),
+                                        ("read by a combination", False),
+                                        ("source read again", False)])
+def test_checkerboard_correlations_follow_the_rules(name, kept):
+    prog = _checker_case(name)
+    ops = [i.op for i in checker_correlations(fuse_scaled_gathers(prog.instrs))]
+    assert (CHECKER_CORR2D in ops) == kept
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_checkerboard_correlation_gives_the_same_bits(dtype):
+    prog = _checker_case("quincunx")
+    x = torch.randn(3, prog.in_numel, dtype=dtype)
+    got = []
+    for runs in (False, True):
+        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
+        assert (CHECKER_CORR2D in instr[:, 0]) == runs
+        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
+                                                      prog.out_numel, ws))
+    assert torch.equal(got[0], got[1])
+    torch.testing.assert_close(got[1], run_torch(prog, x))
+
+
 @needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpu_kernel_builds_agree_bitwise(monkeypatch, dtype):
@@ -288,7 +339,8 @@ def test_cpu_kernel_builds_agree_bitwise(monkeypatch, dtype):
     widest = ext.cpu_isa()
     assert widest in ("base", "avx2", "avx512")
     dec, adj = programs("pdfb_dec", ((40, 72),), "9-7", "pkva", (2, 3))
-    progs = [_random_program(33, 70, seed=21), dec, adj]
+    tree = programs("pdfb_dec", ((40, 272),), "5-3", "9-7", (2, 3))[0]  # checkerboard blocks
+    progs = [_random_program(33, 70, seed=21), dec, adj, tree]
     inputs = [torch.randn(3, p.in_numel, dtype=dtype) for p in progs]
     results = {}
     for isa in ("base", "avx2", "widest"):
@@ -331,13 +383,22 @@ def _first_run_row(fi):
 @needs_ext
 @pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr",
                                      "run start", "run length", "run source", "run step",
-                                     "run count", "run coefficient"])
+                                     "run count", "run coefficient", "checker parity",
+                                     "checker width"])
 def test_malformed_program_raises_instead_of_crashing(corrupt):
     prog = _random_program(6, 7, seed=6)
     if corrupt == "run coefficient":  # a scaled gather's coefficient must be in the array
         prog = _fusion_cases()["fuses"][0]
-    fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith("run "))
-    if corrupt == "run coefficient":
+    elif corrupt.startswith("checker"):
+        prog = _checker_case("quincunx")
+    fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith(("run ", "checker")))
+    if corrupt.startswith("checker"):  # a parity of 0 or 1, an even width
+        q = int(torch.nonzero(fi[:, 0] == CHECKER_CORR2D)[0])
+        if corrupt == "checker parity":
+            fi[q, 3] = 2
+        else:
+            fi[q, 9] -= 1
+    elif corrupt == "run coefficient":
         q = int(torch.nonzero(fi[:, 0] & ~ACCUMULATE == SCALED_GATHER_RUNS)[0])
         fi[q, 14] = fc.numel()
     elif corrupt.startswith("run "):  # a run is (dst_start, length, src_start, step)

@@ -111,7 +111,8 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
       case kSepCorr:
       case kSepCorrT:
       case kCorr2d:
-      case kCorr2dT: {
+      case kCorr2dT:
+      case kCheckerCorr2d: {
         const bool transposed = (op == kSepCorrT || op == kCorr2dT);
         const bool sep = (op == kSepCorr || op == kSepCorrT);
         const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
@@ -122,6 +123,10 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
                         (Wo - 1) * s2 + p2 + l2 <= Ws,
                     "sstkd_ops::linear_program: instruction ", q, ": filter geometry "
                     "out of range");
+        const bool checker = op == kCheckerCorr2d;
+        TORCH_CHECK(!checker || (s1 == 1 && s2 == 1 && Wo % 2 == 0 && (c[3] == 0 || c[3] == 1)),
+                    "sstkd_ops::linear_program: instruction ", q, ": a checkerboard "
+                    "correlation needs unit strides, an even width and a parity of 0 or 1");
         bounds.check(q, transposed ? "dst" : "src", transposed ? c[1] : c[2], Hs * Ws);
         bounds.check(q, transposed ? "src" : "dst", transposed ? c[2] : c[1], Ho * Wo);
         const int64_t ncoef = sep ? std::max(c[14] + l1, c[16] + l2) : c[14] + l1 * l2;

@@ -64,6 +64,10 @@ enum Op : int64_t {
   // dst[dst_start + k] (+)= alpha srcA[src_start + step k], alpha = coef[c14] (a zero run
   // gives alpha 0)
   kScaledGatherRuns = 10,
+  // kCorr2d (s1 = s2 = 1, Wo even) at the outputs with (i + j) % 2 == parity (column 3) only,
+  // zeros at the others (the C++ CPU kernel's form of a correlation whose other outputs nothing
+  // reads: the quincunx filter banks)
+  kCheckerCorr2d = 11,
 };
 constexpr int64_t kRunCols = 4;
 

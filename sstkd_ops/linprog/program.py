@@ -27,6 +27,7 @@ IN, OUT, WS = 0, 1, 2
 GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY = range(9)
 GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, see gather_runs
 SCALED_GATHER_RUNS = 10  # packed form only: a gather fused into a combination (fuse_scaled_gathers)
+CHECKER_CORR2D = 11  # packed form only: half the outputs of a CORR2D (checker_correlations)
 ACCUMULATE = 256
 RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
@@ -61,6 +62,7 @@ class Instr:
     f1: tuple[float, ...] = ()
     f2: tuple[float, ...] = ()
     kshape: tuple[int, int] = (0, 0)  # CORR2D kernel (rows, cols); f1 holds it row-major
+    parity: int = 0  # CHECKER_CORR2D: the outputs kept have (i + j) % 2 == parity
 
 
 class ProgramBuilder:
@@ -282,6 +284,43 @@ def _overwrites(ins: Instr) -> bool:
     return (base in _OVERWRITE_OPS or base == ZERO) and not ins.op & ACCUMULATE
 
 
+def _dead_after(instrs: list[Instr], x: int, r: Region) -> bool:
+    """Whether nothing after instruction ``x`` reads workspace region ``r``'s value: each part
+    of it is overwritten before anything reads it (or nothing touches it again)."""
+    live = [(r.offset, r.offset + r.numel)]  # the parts of r not yet overwritten
+    for later in instrs[x + 1:]:
+        for q in _reads(later):
+            if q.space == WS and any(q.offset < hi and lo < q.offset + q.numel
+                                     for lo, hi in live):
+                return False
+        d = later.dst
+        if d.space == WS and _overwrites(later):
+            live = [piece for lo, hi in live
+                    for piece in ((lo, min(hi, d.offset)), (max(lo, d.offset + d.numel), hi))
+                    if piece[0] < piece[1]]
+            if not live:
+                return True
+    return True
+
+
+def _gather_writers(instrs: list[Instr], x: int, r: Region) -> list[int] | None:
+    """The instructions that make the value of workspace region ``r`` read by instruction
+    ``x``, if they are all gathers of the whole region (the first overwriting, the others
+    accumulating; scaled or not) and nothing else touches ``r`` in between; else None."""
+    writers = []
+    for y in range(x - 1, -1, -1):
+        ins = instrs[y]
+        gather = (ins.op & ~ACCUMULATE == GATHER and not _overlap(ins.a, r)
+                  and (ins.dst.offset, ins.dst.numel) == (r.offset, r.numel))
+        if _overlap(ins.dst, r) or any(_overlap(q, r) for q in _reads(ins)):
+            if not gather:
+                return None
+            writers.append(y)
+            if not ins.op & ACCUMULATE:
+                return writers
+    return None
+
+
 def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
     """The C++ CPU kernel's form of the linear combinations: where ``AXPBY`` / ``AXPY`` reads a
     workspace value made by a ``GATHER`` and read by nothing else, the gather is dropped and
@@ -315,22 +354,7 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
             return None
         if any(_overlap(instrs[y].dst, ins.a) for y in range(g + 1, x)):
             return None  # the source changes before the combination
-        live = [(r.offset, r.offset + r.numel)]  # the parts of r not yet overwritten
-        for y in range(x + 1, n):
-            later = instrs[y]
-            for q in _reads(later):
-                if q.space == WS and any(q.offset < hi and lo < q.offset + q.numel
-                                         for lo, hi in live):
-                    return None
-            d = later.dst
-            if d.space == WS and _overwrites(later):
-                d_lo, d_hi = d.offset, d.offset + d.numel
-                live = [piece for lo, hi in live
-                        for piece in ((lo, min(hi, d_lo)), (max(lo, d_hi), hi))
-                        if piece[0] < piece[1]]
-                if not live:
-                    break
-        return g
+        return g if _dead_after(instrs, x, r) else None
 
     out: dict[int, list[Instr]] = {}
     for x, ins in enumerate(instrs):
@@ -363,6 +387,63 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
         if q not in dropped:
             fused.extend(out.get(q, [ins]))
     return fused
+
+
+def checker_correlations(instrs: list[Instr]) -> list[Instr]:
+    """The C++ CPU kernel's form of the quincunx filter banks: a ``CORR2D`` (unit strides, even
+    width) whose outputs only gathers read, and only outputs ``(i, j)`` with ``i + j`` of one
+    parity, computes those alone (``CHECKER_CORR2D``: half the multiply-adds; zeros at the
+    others). Each kept output is the same sum in the same order. Its source, made by gathers
+    alone and read by nothing else, is stored with each row split into its even and its odd
+    columns (the gathers' tables permuted), so that every tap reads contiguous elements.
+
+    The correlation's readers are the gathers from its region before anything writes into it;
+    after that, nothing may read what is left of it.
+    """
+    out = list(instrs)
+    for x, ins in enumerate(instrs):
+        r = ins.dst
+        if ins.op != CORR2D or r.space != WS or ins.stride[0] != 1 or ins.stride[2] != 1 \
+                or r.w % 2:
+            continue
+        readers, live, written = [], [(r.offset, r.offset + r.numel)], False
+        for y in range(x + 1, len(instrs)):
+            later = instrs[y]
+            touching = [q for q in _reads(later) if q.space == WS and any(
+                q.offset < hi and lo < q.offset + q.numel for lo, hi in live)]
+            if touching:
+                a = later.a
+                if written or later.op & ~ACCUMULATE != GATHER or touching != [a] \
+                        or (a.offset, a.numel) != (r.offset, r.numel):
+                    readers = None
+                    break
+                readers.append(later.table)
+            d = later.dst
+            if d.space == WS and any(d.offset < hi and lo < d.offset + d.numel
+                                     for lo, hi in live):
+                written = True
+                live = [piece for lo, hi in live
+                        for piece in ((lo, min(hi, d.offset)), (max(lo, d.offset + d.numel), hi))
+                        if piece[0] < piece[1]]
+                if not live:
+                    break
+        if not readers:
+            continue
+        src = ins.a
+        writers = _gather_writers(instrs, x, src) if src.space == WS else None
+        if writers is None or not _dead_after(instrs, x, src):
+            continue
+        used = torch.cat([t[t >= 0] for t in readers])
+        parities = torch.unique((used // r.w + used % r.w) % 2)
+        if parities.numel() != 1:
+            continue
+        out[x] = dataclasses.replace(ins, op=CHECKER_CORR2D, parity=int(parities[0]))
+        # the source's rows split (even columns, then odd ones) by its gathers themselves
+        split = torch.cat([torch.arange(0, src.w, 2), torch.arange(1, src.w, 2)])
+        for y in writers:
+            table = out[y].table.view(src.h, src.w)[:, split].flatten()
+            out[y] = dataclasses.replace(out[y], table=table)
+    return out
 
 
 @dataclasses.dataclass(eq=False)  # hashed by identity: programs are cached, never compared
@@ -463,7 +544,8 @@ class Program:
             t_off += tables[-1].numel()
             return row
 
-        for ins in fuse_scaled_gathers(self.instrs) if runs else self.instrs:
+        instrs = checker_correlations(fuse_scaled_gathers(self.instrs)) if runs else self.instrs
+        for ins in instrs:
             base = ins.op & ~ACCUMULATE
             if base == GATHER:
                 rows.append(gather_row(ins.op, ins.dst, ins.a, ins.table, ins.f1))
@@ -494,9 +576,11 @@ class Program:
                 t_off += n_dst + 1 + col.numel()
             elif base in (ZERO, AXPBY, AXPY):
                 row[4] = ins.dst.numel
+            corr2d = base in (CORR2D, CORR2D_T, CHECKER_CORR2D)
             if ins.a is not None:
-                src, res = (ins.a, ins.dst) if base in (SEP_CORR, CORR2D) else (ins.dst, ins.a)
-                if base in (SEP_CORR, SEP_CORR_T, CORR2D, CORR2D_T):
+                forward = base in (SEP_CORR, CORR2D, CHECKER_CORR2D)
+                src, res = (ins.a, ins.dst) if forward else (ins.dst, ins.a)
+                if corr2d or base in (SEP_CORR, SEP_CORR_T):
                     row[6], row[7], row[8], row[9] = src.h, src.w, res.h, res.w
             row[10:14] = ins.stride
             if base == SEP_CORR:
@@ -505,12 +589,13 @@ class Program:
             elif base == SEP_CORR_T:
                 row[3] = scratch_operand
                 scratch = max(scratch, res.h * ((res.w - 1) * ins.stride[2] + len(ins.f2)))
-            row[14], row[15] = c_off, (ins.kshape[0] if base in (CORR2D, CORR2D_T)
-                                       else len(ins.f1))
+            elif base == CHECKER_CORR2D:
+                row[3] = ins.parity
+            row[14], row[15] = c_off, ins.kshape[0] if corr2d else len(ins.f1)
             coefs.extend(ins.f1)
             c_off += len(ins.f1)
-            row[16] = c_off if base not in (CORR2D, CORR2D_T) else row[14]
-            row[17] = ins.kshape[1] if base in (CORR2D, CORR2D_T) else len(ins.f2)
+            row[16] = row[14] if corr2d else c_off
+            row[17] = ins.kshape[1] if corr2d else len(ins.f2)
             coefs.extend(ins.f2)
             c_off += len(ins.f2)
             rows.append(row)

@@ -314,6 +314,72 @@ void corr2d_t(const T* g, int64_t Ho, int64_t Wo, T* dst, int64_t Ws, int64_t s1
   });
 }
 
+// kCheckerCorr2d: the 2-D correlation (unit strides) at the outputs (i, j) with (i + j) % 2 ==
+// parity, zeros at the others (which nothing reads), from a source whose rows are stored split:
+// a row's even columns, then its odd ones (from (Ws + 1) / 2 on). For output column 2 j' + phase
+// (phase = (i + parity) % 2), tap (a, b) reads column 2 j' + t (t = p2 + phase + b): element
+// j' + t / 2 of half t % 2, a contiguous run over j'. Every kept output adds the same taps in
+// the same order as corr2d.
+template <typename T, typename Width>
+inline void checker_block(T* out, Width width, const T* rows, int64_t Ws, int64_t j0,
+                          int64_t odd_start, int64_t p2, int64_t phase, const T* k,
+                          int64_t l1, int64_t l2) {
+  constexpr bool kFull = std::is_same_v<Width, FullBlock>;
+  int64_t m;
+  if constexpr (kFull) {
+    m = kTapBlock<T>;
+  } else {
+    m = width;
+  }
+  T s[kTapBlock<T>];
+  for (int64_t j = 0; j < m; ++j) s[j] = T(0);
+  for (int64_t a = 0; a < l1; ++a) {
+    for (int64_t b = 0; b < l2; ++b) {
+      const T w = k[a * l2 + b];
+      if (w == T(0)) continue;
+      const int64_t t = p2 + phase + b;
+      const T* v = rows + a * Ws + (t & 1) * odd_start + (t >> 1) + j0;
+      for (int64_t j = 0; j < m; ++j) s[j] += w * v[j];
+    }
+  }
+  // output j sits at column 2 j + phase; the other parity's columns get zeros
+  if (phase == 0) {
+    for (int64_t j = 0; j < m; ++j) {
+      out[2 * j] = s[j];
+      out[2 * j + 1] = T(0);
+    }
+  } else {
+    for (int64_t j = 0; j < m; ++j) {
+      out[2 * j] = T(0);
+      out[2 * j + 1] = s[j];
+    }
+  }
+}
+
+template <typename T>
+void checker_corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t p1,
+                    int64_t p2, int64_t parity, const T* k, int64_t l1, int64_t l2,
+                    bool split) {
+  const int64_t half = Wo / 2;
+  constexpr int64_t B = kTapBlock<T>;
+  for_range(split, Ho, half * l1 * l2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t phase = (i + parity) & 1;
+      const T* rows = src + (i + p1) * Ws;
+      T* out = dst + i * Wo;
+      int64_t j0 = 0;
+      for (; j0 + B <= half; j0 += B) {
+        checker_block(out + 2 * j0, FullBlock{}, rows, Ws, j0, (Ws + 1) / 2, p2, phase, k,
+                      l1, l2);
+      }
+      if (j0 < half) {
+        checker_block(out + 2 * j0, half - j0, rows, Ws, j0, (Ws + 1) / 2, p2, phase, k, l1,
+                      l2);
+      }
+    }
+  });
+}
+
 // One run of kGatherRuns: dst[d0 + k] (+)= src[s0 + step k], k < len (s0 == -1: zeros);
 // kScaled (kScaledGatherRuns): dst[d0 + k] (+)= alpha src[s0 + step k] (a zero run: alpha 0,
 // as alpha times a gathered zero).
@@ -440,6 +506,10 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
       case kCorr2d:
         corr2d(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
                c[17], acc, split);
+        break;
+      case kCheckerCorr2d:
+        checker_corr2d(a, c[7], dst, c[8], c[9], c[11], c[13], c[3], coefs + c[14], c[15],
+                       c[17], split);
         break;
       case kCorr2dT:
         corr2d_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
