@@ -335,7 +335,6 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
     (each part of it overwritten before anything reads it again), and the combination's
     destination disjoint from every source it now reads after writing it.
     """
-    n = len(instrs)
     dropped: set[int] = set()
 
     def producer(x: int, r: Region) -> int | None:
