@@ -200,7 +200,8 @@ class ProgramBuilder:
         ws_numel = self._ws_top
         if reuse:
             instrs, ws_numel = _assign_workspace(instrs)
-        return Program(self.input.numel, self._out_numel, ws_numel, instrs)
+        return Program(self.input.numel, self._out_numel, ws_numel, instrs,
+                       unplaced=list(self.instrs) if reuse else None)
 
 
 def _assign_workspace(instrs: list[Instr]) -> tuple[list[Instr], int]:
@@ -453,6 +454,9 @@ class Program:
     out_numel: int
     ws_numel: int
     instrs: list[Instr]
+    # the instructions before the workspace was placed (each value its own region), where the
+    # builder made them: the C++ CPU kernel's form rewrites these, then places the workspace
+    unplaced: list[Instr] | None = None
 
     def adjoint(self) -> Program:
         """The exact transpose: a program ``(P, out_numel) -> (P, in_numel)``."""
@@ -521,7 +525,12 @@ class Program:
     def _pack(self, runs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         rows, tables, coefs = [], [], []
         t_off = c_off = scratch = 0
-        scratch_operand = (WS << SPACE_SHIFT) | self.ws_numel
+        instrs, ws_numel = self.instrs, self.ws_numel
+        if runs:  # the C++ CPU kernel's rewrites, then the workspace placed for what is left
+            instrs = checker_correlations(fuse_scaled_gathers(self.unplaced or self.instrs))
+            if self.unplaced is not None:
+                instrs, ws_numel = _assign_workspace(instrs)
+        scratch_operand = (WS << SPACE_SHIFT) | ws_numel
 
         def gather_row(op: int, dst: Region, src: Region, table: torch.Tensor,
                        scale: tuple[float, ...] = ()) -> list[int]:
@@ -543,7 +552,6 @@ class Program:
             t_off += tables[-1].numel()
             return row
 
-        instrs = checker_correlations(fuse_scaled_gathers(self.instrs)) if runs else self.instrs
         for ins in instrs:
             base = ins.op & ~ACCUMULATE
             if base == GATHER:
@@ -601,4 +609,4 @@ class Program:
         instr = torch.tensor(rows, dtype=torch.int64).view(-1, N_COLS)
         table = torch.cat(tables) if tables else torch.zeros(1, dtype=torch.int32)
         coef = torch.tensor(coefs if coefs else [0.0], dtype=torch.float64)
-        return instr, table, coef, self.ws_numel + scratch
+        return instr, table, coef, ws_numel + scratch
