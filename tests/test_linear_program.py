@@ -1,6 +1,8 @@
 """Linear programs: the kernels (through linprog.runtime.run, the production entry point) vs
 the PyTorch interpreter, exact adjoints, argument checks of the compiled op."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import requires
@@ -15,8 +17,10 @@ from sstkd_ops.linprog.program import (
     GATHER,
     GATHER_RUNS,
     SCALED_GATHER_RUNS,
+    SEP_CORR_ROWS_FIRST,
     checker_correlations,
     fuse_scaled_gathers,
+    fuse_separable_pairs,
     gather_runs,
     scatter_layers,
 )
@@ -320,6 +324,48 @@ def test_checkerboard_correlation_gives_the_same_bits(dtype):
     for runs in (False, True):
         instr, tables, coefs, ws = packed_on(prog, x.device, runs)
         assert (CHECKER_CORR2D in instr[:, 0]) == runs
+        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
+                                                      prog.out_numel, ws))
+    assert torch.equal(got[0], got[1])
+    torch.testing.assert_close(got[1], run_torch(prog, x))
+
+
+def _separable_case(name: str):
+    """A filter along columns, then one along rows of its result (strides and phases that
+    compose); `name` says what the program does besides ("pair" and "accumulating" fuse)."""
+    h, w = 11, 14
+    g = torch.Generator().manual_seed(5)
+    b = ProgramBuilder(h, w)
+    cols = b.sep_corr(b.input, torch.randn(3, generator=g), [1.0], (4, w - 1),
+                      stride=(2, 1, 1, 1))
+    out = b.output(3, 5)
+    if name == "accumulating":
+        b.gather(b.input, torch.arange(15).view(3, 5), dst=out)
+    b.sep_corr(cols, [1.0], torch.randn(4, generator=g), (3, 5), stride=(1, 1, 2, 1), dst=out)
+    if name == "accumulating":  # as in an adjoint: dst += the filtered value
+        b.instrs[-1] = dataclasses.replace(b.instrs[-1], op=b.instrs[-1].op | ACCUMULATE)
+    if name == "read again":
+        b.copy(cols, b.output(4, w - 1))
+    return b.build()
+
+
+@pytest.mark.parametrize("name, fused", [("pair", True), ("accumulating", True),
+                                         ("read again", False)])
+def test_separable_pairs_follow_the_rules(name, fused):
+    prog = _separable_case(name)
+    ops = [i.op & ~ACCUMULATE for i in fuse_separable_pairs(prog.instrs)]
+    assert (SEP_CORR_ROWS_FIRST in ops) == fused
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["pair", "accumulating"])
+def test_separable_pair_gives_the_same_bits(name, dtype):
+    prog = _separable_case(name)
+    x = torch.randn(3, prog.in_numel, dtype=dtype)
+    got = []
+    for runs in (False, True):
+        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
         got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
                                                       prog.out_numel, ws))
     assert torch.equal(got[0], got[1])

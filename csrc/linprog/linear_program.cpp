@@ -110,11 +110,12 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         break;
       case kSepCorr:
       case kSepCorrT:
+      case kSepCorrRowsFirst:
       case kCorr2d:
       case kCorr2dT:
       case kCheckerCorr2d: {
         const bool transposed = (op == kSepCorrT || op == kCorr2dT);
-        const bool sep = (op == kSepCorr || op == kSepCorrT);
+        const bool sep = (op == kSepCorr || op == kSepCorrT || op == kSepCorrRowsFirst);
         const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
         const int64_t s1 = c[10], p1 = c[11], s2 = c[12], p2 = c[13];
         const int64_t l1 = c[15], l2 = c[17];
@@ -132,7 +133,7 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         const int64_t ncoef = sep ? std::max(c[14] + l1, c[16] + l2) : c[14] + l1 * l2;
         TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && ncoef <= n_coefs, "sstkd_ops::linear_program:"
                     " instruction ", q, ": filter coefficients out of range");
-        if (sep) {
+        if (sep && op != kSepCorrRowsFirst) {
           const int64_t need = sep_scratch_numel(c);
           TORCH_CHECK((c[3] >> kSpaceShift) == 2, "sstkd_ops::linear_program: instruction ",
                       q, ": the separable scratch must be in the workspace");

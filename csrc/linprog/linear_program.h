@@ -68,10 +68,15 @@ enum Op : int64_t {
   // zeros at the others (the C++ CPU kernel's form of a correlation whose other outputs nothing
   // reads: the quincunx filter banks)
   kCheckerCorr2d = 11,
+  // kSepCorr with the column filter f1 applied first (the C++ CPU kernel's form of a filter
+  // along columns whose result only a filter along rows reads): each output row filters its
+  // source rows into a row of (Wo - 1) s2 + len2 values, rounded, then filters that row; no
+  // scratch (column 3 unused)
+  kSepCorrRowsFirst = 12,
 };
 constexpr int64_t kRunCols = 4;
 
-// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
+// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst, kCorr2d: accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
 

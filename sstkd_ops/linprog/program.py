@@ -28,6 +28,7 @@ GATHER, SCATTER_ADD, ZERO, SEP_CORR, SEP_CORR_T, AXPBY, CORR2D, CORR2D_T, AXPY =
 GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, see gather_runs
 SCALED_GATHER_RUNS = 10  # packed form only: a gather fused into a combination (fuse_scaled_gathers)
 CHECKER_CORR2D = 11  # packed form only: half the outputs of a CORR2D (checker_correlations)
+SEP_CORR_ROWS_FIRST = 12  # packed form only: two 1-D SEP_CORRs as one (fuse_separable_pairs)
 ACCUMULATE = 256
 RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
@@ -389,6 +390,45 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
     return fused
 
 
+def fuse_separable_pairs(instrs: list[Instr]) -> list[Instr]:
+    """The C++ CPU kernel's form of a separable filter applied as two passes (the reference's
+    ``conv2d`` with an ``(l, 1)`` then a ``(1, l)`` kernel): a ``SEP_CORR`` filtering along
+    columns only (``f2 = (1,)``, unit column stride) whose value only a ``SEP_CORR`` filtering
+    along rows only (``f1 = (1,)``, unit row stride) reads becomes one ``SEP_CORR_ROWS_FIRST``,
+    which filters each output row's source rows into one row and then that row: the same sums
+    in the same order, without the intermediate plane.
+
+    Needs the intermediate read by nothing else and dead after, the first pass's source
+    unchanged in between, and the second's destination disjoint from that source.
+    """
+    out = list(instrs)
+    dropped: set[int] = set()
+    for x, first in enumerate(instrs):
+        mid = first.dst
+        if (first.op != SEP_CORR or first.f2 != (1.0,) or first.stride[2] != 1
+                or mid.space != WS):
+            continue
+        for y in range(x + 1, len(instrs)):
+            later = instrs[y]
+            if any(_overlap(q, mid) for q in _reads(later)) or _overlap(later.dst, mid) \
+                    or _overlap(later.dst, first.a):
+                break
+        else:
+            continue
+        second = instrs[y]
+        if (second.op & ~ACCUMULATE != SEP_CORR or second.f1 != (1.0,) or second.stride[0] != 1
+                or second.a != mid or _overlap(second.dst, mid)
+                or _overlap(second.dst, first.a) or not _dead_after(instrs, y, mid)):
+            continue
+        s1, p1, _, p2 = first.stride
+        _, q1, t2, q2 = second.stride
+        out[y] = dataclasses.replace(second, op=SEP_CORR_ROWS_FIRST | second.op & ACCUMULATE,
+                                     a=first.a, f1=first.f1,
+                                     stride=(s1, s1 * q1 + p1, t2, q2 + p2))
+        dropped.add(x)
+    return [ins for q, ins in enumerate(out) if q not in dropped]
+
+
 def checker_correlations(instrs: list[Instr]) -> list[Instr]:
     """The C++ CPU kernel's form of the quincunx filter banks: a ``CORR2D`` (unit strides, even
     width) whose outputs only gathers read, and only outputs ``(i, j)`` with ``i + j`` of one
@@ -527,7 +567,8 @@ class Program:
         t_off = c_off = scratch = 0
         instrs, ws_numel = self.instrs, self.ws_numel
         if runs:  # the C++ CPU kernel's rewrites, then the workspace placed for what is left
-            instrs = checker_correlations(fuse_scaled_gathers(self.unplaced or self.instrs))
+            instrs = checker_correlations(fuse_separable_pairs(
+                fuse_scaled_gathers(self.unplaced or self.instrs)))
             if self.unplaced is not None:
                 instrs, ws_numel = _assign_workspace(instrs)
         scratch_operand = (WS << SPACE_SHIFT) | ws_numel
@@ -585,9 +626,9 @@ class Program:
                 row[4] = ins.dst.numel
             corr2d = base in (CORR2D, CORR2D_T, CHECKER_CORR2D)
             if ins.a is not None:
-                forward = base in (SEP_CORR, CORR2D, CHECKER_CORR2D)
+                forward = base in (SEP_CORR, SEP_CORR_ROWS_FIRST, CORR2D, CHECKER_CORR2D)
                 src, res = (ins.a, ins.dst) if forward else (ins.dst, ins.a)
-                if corr2d or base in (SEP_CORR, SEP_CORR_T):
+                if corr2d or base in (SEP_CORR, SEP_CORR_T, SEP_CORR_ROWS_FIRST):
                     row[6], row[7], row[8], row[9] = src.h, src.w, res.h, res.w
             row[10:14] = ins.stride
             if base == SEP_CORR:

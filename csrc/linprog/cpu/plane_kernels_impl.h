@@ -149,6 +149,31 @@ void sep_corr(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t 
   });
 }
 
+// kSepCorrRowsFirst: for each output row, its source rows filtered with f1 into a row of
+// (Wo - 1) s2 + l2 values (each rounded, as a column filter's output), then that row filtered
+// with f2 (and, with `acc`, the result added to dst). The same sums in the same order as the
+// two separable instructions it replaces, without their intermediate plane.
+template <typename T>
+void sep_corr_rows_first(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t s1,
+                         int64_t p1, int64_t s2, int64_t p2, const T* f1, int64_t l1,
+                         const T* f2, int64_t l2, bool acc, bool split) {
+  const int64_t wspan = (Wo - 1) * s2 + l2;
+  for_range(split, Ho, wspan * l1 + Wo * l2, [&](int64_t i0, int64_t i1) {
+    std::vector<T> row(wspan), out(acc ? Wo : 0);
+    for (int64_t i = i0; i < i1; ++i) {
+      tap_sum(row.data(), wspan, f1, l1, 1, src + (i * s1 + p1) * Ws + p2, Ws, 1, false,
+              false);
+      T* d = dst + i * Wo;
+      if (!acc) {
+        tap_sum(d, Wo, f2, 1, l2, row.data(), 0, s2, false, false);
+        continue;
+      }
+      tap_sum(out.data(), Wo, f2, 1, l2, row.data(), 0, s2, false, false);
+      for (int64_t j = 0; j < Wo; ++j) d[j] += out[j];
+    }
+  });
+}
+
 // The rows i in [lo, hi] of g that reach the destination row r = s1 i + a (0 <= a < l1).
 inline void rows_reaching(int64_t r, int64_t s1, int64_t l1, int64_t Ho, int64_t& lo,
                           int64_t& hi) {
@@ -490,6 +515,10 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
       case kSepCorr:
         sep_corr(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
                  coefs + c[16], c[17], sp.ptr(c[3]), acc, split);
+        break;
+      case kSepCorrRowsFirst:
+        sep_corr_rows_first(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14],
+                            c[15], coefs + c[16], c[17], acc, split);
         break;
       case kSepCorrT:
         sep_corr_t(a, c[8], c[9], dst, c[7], c[10], c[11], c[12], c[13], coefs + c[14], c[15],

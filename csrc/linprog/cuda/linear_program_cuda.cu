@@ -89,6 +89,7 @@ __device__ bool instruction_ok(const int64_t* c, const Limits& lim) {
     case kGatherRuns:  // the C++ CPU kernel's forms; the runtime packs tables for CUDA
     case kScaledGatherRuns:
     case kCheckerCorr2d:
+    case kSepCorrRowsFirst:
     default:
       return false;
   }
