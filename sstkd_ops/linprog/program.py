@@ -15,6 +15,7 @@ instructions, used to check programs and kernels.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 
@@ -286,11 +287,51 @@ def _overwrites(ins: Instr) -> bool:
     return (base in _OVERWRITE_OPS or base == ZERO) and not ins.op & ACCUMULATE
 
 
-def _dead_after(instrs: list[Instr], x: int, r: Region) -> bool:
+class _Uses:
+    """Which instructions of a list touch (read or write) each workspace region, for the
+    rewrites' scans: where the regions are each either identical or disjoint (a program before
+    its workspace is placed), the instructions touching a region are listed once, so a scan
+    visits those alone; otherwise a scan visits every instruction."""
+
+    def __init__(self, instrs: list[Instr]):
+        self.n = len(instrs)
+        self.by_offset: dict[int, list[int]] | None = {}
+        sizes: dict[int, int] = {}
+        for q, ins in enumerate(instrs):
+            for r in {ins.dst, ins.a, ins.b} - {None}:
+                if r.space == WS:
+                    if sizes.setdefault(r.offset, r.numel) != r.numel:
+                        self.by_offset = None
+                        return
+                    uses = self.by_offset.setdefault(r.offset, [])
+                    if not uses or uses[-1] != q:
+                        uses.append(q)
+        ends = sorted((off, off + size) for off, size in sizes.items())
+        if any(a[1] > b[0] for a, b in zip(ends, ends[1:])):
+            self.by_offset = None
+
+    def between(self, regions: list[Region], lo: int, hi: int) -> list[int]:
+        """Instruction indices in ``[lo, hi)`` that may touch any of ``regions``, in order."""
+        lo, hi = max(lo, 0), min(hi, self.n)
+        if self.by_offset is None:
+            return list(range(lo, hi))
+        found: set[int] = set()
+        for r in regions:
+            if r.space == WS:
+                uses = self.by_offset.get(r.offset, [])
+                found.update(uses[bisect.bisect_left(uses, lo):bisect.bisect_left(uses, hi)])
+            elif r.space != IN:  # the input is never written; an output region: scan all
+                return list(range(lo, hi))
+        return sorted(found)
+
+
+def _dead_after(instrs: list[Instr], x: int, r: Region, uses: _Uses | None = None) -> bool:
     """Whether nothing after instruction ``x`` reads workspace region ``r``'s value: each part
     of it is overwritten before anything reads it (or nothing touches it again)."""
     live = [(r.offset, r.offset + r.numel)]  # the parts of r not yet overwritten
-    for later in instrs[x + 1:]:
+    uses = uses or _Uses(instrs)
+    for y in uses.between([r], x + 1, len(instrs)):
+        later = instrs[y]
         for q in _reads(later):
             if q.space == WS and any(q.offset < hi and lo < q.offset + q.numel
                                      for lo, hi in live):
@@ -305,12 +346,12 @@ def _dead_after(instrs: list[Instr], x: int, r: Region) -> bool:
     return True
 
 
-def _gather_writers(instrs: list[Instr], x: int, r: Region) -> list[int] | None:
+def _gather_writers(instrs: list[Instr], x: int, r: Region, uses: _Uses) -> list[int] | None:
     """The instructions that make the value of workspace region ``r`` read by instruction
     ``x``, if they are all gathers of the whole region (the first overwriting, the others
     accumulating; scaled or not) and nothing else touches ``r`` in between; else None."""
     writers = []
-    for y in range(x - 1, -1, -1):
+    for y in reversed(uses.between([r], 0, x)):
         ins = instrs[y]
         gather = (ins.op & ~ACCUMULATE == GATHER and not _overlap(ins.a, r)
                   and (ins.dst.offset, ins.dst.numel) == (r.offset, r.numel))
@@ -338,11 +379,12 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
     destination disjoint from every source it now reads after writing it.
     """
     dropped: set[int] = set()
+    uses = _Uses(instrs)
 
     def producer(x: int, r: Region) -> int | None:
         if r.space != WS:
             return None
-        for g in range(x - 1, -1, -1):
+        for g in reversed(uses.between([r], 0, x)):
             ins = instrs[g]
             if _overlap(ins.dst, r):
                 break
@@ -353,9 +395,9 @@ def fuse_scaled_gathers(instrs: list[Instr]) -> list[Instr]:
         if (ins.op != GATHER or ins.f1 or g in dropped or ins.dst.offset != r.offset
                 or ins.dst.numel != r.numel):
             return None
-        if any(_overlap(instrs[y].dst, ins.a) for y in range(g + 1, x)):
+        if any(_overlap(instrs[y].dst, ins.a) for y in uses.between([ins.a], g + 1, x)):
             return None  # the source changes before the combination
-        return g if _dead_after(instrs, x, r) else None
+        return g if _dead_after(instrs, x, r, uses) else None
 
     out: dict[int, list[Instr]] = {}
     for x, ins in enumerate(instrs):
@@ -403,12 +445,13 @@ def fuse_separable_pairs(instrs: list[Instr]) -> list[Instr]:
     """
     out = list(instrs)
     dropped: set[int] = set()
+    uses = _Uses(instrs)
     for x, first in enumerate(instrs):
         mid = first.dst
         if (first.op != SEP_CORR or first.f2 != (1.0,) or first.stride[2] != 1
                 or mid.space != WS):
             continue
-        for y in range(x + 1, len(instrs)):
+        for y in uses.between([mid, first.a], x + 1, len(instrs)):
             later = instrs[y]
             if any(_overlap(q, mid) for q in _reads(later)) or _overlap(later.dst, mid) \
                     or _overlap(later.dst, first.a):
@@ -418,7 +461,7 @@ def fuse_separable_pairs(instrs: list[Instr]) -> list[Instr]:
         second = instrs[y]
         if (second.op & ~ACCUMULATE != SEP_CORR or second.f1 != (1.0,) or second.stride[0] != 1
                 or second.a != mid or _overlap(second.dst, mid)
-                or _overlap(second.dst, first.a) or not _dead_after(instrs, y, mid)):
+                or _overlap(second.dst, first.a) or not _dead_after(instrs, y, mid, uses)):
             continue
         s1, p1, _, p2 = first.stride
         _, q1, t2, q2 = second.stride
@@ -441,13 +484,14 @@ def checker_correlations(instrs: list[Instr]) -> list[Instr]:
     after that, nothing may read what is left of it.
     """
     out = list(instrs)
+    uses = _Uses(instrs)
     for x, ins in enumerate(instrs):
         r = ins.dst
         if ins.op != CORR2D or r.space != WS or ins.stride[0] != 1 or ins.stride[2] != 1 \
                 or r.w % 2:
             continue
         readers, live, written = [], [(r.offset, r.offset + r.numel)], False
-        for y in range(x + 1, len(instrs)):
+        for y in uses.between([r], x + 1, len(instrs)):
             later = instrs[y]
             touching = [q for q in _reads(later) if q.space == WS and any(
                 q.offset < hi and lo < q.offset + q.numel for lo, hi in live)]
@@ -470,8 +514,8 @@ def checker_correlations(instrs: list[Instr]) -> list[Instr]:
         if not readers:
             continue
         src = ins.a
-        writers = _gather_writers(instrs, x, src) if src.space == WS else None
-        if writers is None or not _dead_after(instrs, x, src):
+        writers = _gather_writers(instrs, x, src, uses) if src.space == WS else None
+        if writers is None or not _dead_after(instrs, x, src, uses):
             continue
         used = torch.cat([t[t >= 0] for t in readers])
         parities = torch.unique((used // r.w + used % r.w) % 2)
