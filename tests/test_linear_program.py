@@ -186,20 +186,30 @@ def test_scatter_layers_add_every_source_once_in_order():
             op(torch.tensor([0, 1], dtype=torch.int32), *args)
 
 
+def _both_forms(prog, x):
+    """``prog`` on ``x`` through the C++ kernel from its table form (``packed``, as traced)
+    and from its runs form (``packed_runs``, rewritten)."""
+    out = []
+    for runs in (False, True):
+        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
+        out.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs, prog.out_numel,
+                                                      ws))
+    return out
+
+
+def _same_bits_both_forms(prog, x):
+    """The rewritten form gives the traced form's bits, and the interpreter's value."""
+    tables, runs = _both_forms(prog, x)
+    assert torch.equal(runs, tables)
+    torch.testing.assert_close(runs, run_torch(prog, x))
+
+
 @needs_ext
 @pytest.mark.parametrize("h, w", [(16, 16), (12, 20), (20, 12)])
 def test_cpu_kernel_runs_form_equals_table_form(h, w):
     """The C++ kernel runs both packed forms: gathers as runs are the same copies (bitwise);
     a scatter-add as layered gathers adds the same terms one at a time (round-off)."""
     from sstkd_ops.contourlet.tracer import programs
-
-    def both_forms(prog, x):
-        out = []
-        for runs in (False, True):
-            instr, tables, coefs, ws = packed_on(prog, x.device, runs)
-            out.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
-                                                          prog.out_numel, ws))
-        return out
 
     dec, adj = programs("pdfb_dec", ((h, w),), "9-7", "pkva", (2,))  # gathers, no scatter
     ops = packed_on(dec, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE
@@ -208,10 +218,10 @@ def test_cpu_kernel_runs_form_equals_table_form(h, w):
     assert CHECKER_CORR2D in packed_on(tree, torch.device("cpu"), True)[0][:, 0]
     for prog in (dec, tree):
         for dtype in (torch.float32, torch.float64):
-            tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
+            tables, runs = _both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
             assert torch.equal(runs, tables)
     for prog in (_random_program(h, w, seed=17), adj):  # scatter-adds: layered in runs form
-        tables, runs = both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
+        tables, runs = _both_forms(prog, torch.randn(3, prog.in_numel, dtype=torch.float64))
         torch.testing.assert_close(runs, tables, rtol=1e-13, atol=1e-13)
 
 
@@ -276,13 +286,7 @@ def test_fused_gathers_give_the_same_bits(name, dtype):
     prog, _ = _fusion_cases()[name]
     x = torch.randn(4, prog.in_numel, dtype=dtype)
     x[0, :5] = 0.0  # zeros keep their sign through the products
-    got = []
-    for runs in (False, True):
-        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
-        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
-                                                      prog.out_numel, ws))
-    assert torch.equal(got[0], got[1])
-    torch.testing.assert_close(got[1], run_torch(prog, x))
+    _same_bits_both_forms(prog, x)
 
 
 def _checker_case(name: str):
@@ -319,15 +323,9 @@ def test_checkerboard_correlations_follow_the_rules(name, kept):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_checkerboard_correlation_gives_the_same_bits(dtype):
     prog = _checker_case("quincunx")
-    x = torch.randn(3, prog.in_numel, dtype=dtype)
-    got = []
     for runs in (False, True):
-        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
-        assert (CHECKER_CORR2D in instr[:, 0]) == runs
-        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
-                                                      prog.out_numel, ws))
-    assert torch.equal(got[0], got[1])
-    torch.testing.assert_close(got[1], run_torch(prog, x))
+        assert (CHECKER_CORR2D in packed_on(prog, torch.device("cpu"), runs)[0][:, 0]) == runs
+    _same_bits_both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
 
 
 def _separable_case(name: str):
@@ -362,14 +360,7 @@ def test_separable_pairs_follow_the_rules(name, fused):
 @pytest.mark.parametrize("name", ["pair", "accumulating"])
 def test_separable_pair_gives_the_same_bits(name, dtype):
     prog = _separable_case(name)
-    x = torch.randn(3, prog.in_numel, dtype=dtype)
-    got = []
-    for runs in (False, True):
-        instr, tables, coefs, ws = packed_on(prog, x.device, runs)
-        got.append(torch.ops.sstkd_ops.linear_program(x, instr, tables, coefs,
-                                                      prog.out_numel, ws))
-    assert torch.equal(got[0], got[1])
-    torch.testing.assert_close(got[1], run_torch(prog, x))
+    _same_bits_both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
 
 
 @needs_ext

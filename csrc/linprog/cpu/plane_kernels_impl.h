@@ -37,18 +37,22 @@ template <typename T>
 constexpr int64_t kTapBlock = SSTKD_TAP_BLOCK_BYTES / sizeof(T);
 using FullBlock = std::integral_constant<int64_t, 0>;  // tag: m is the compile-time block
 
-// One block of tap_sum: m outputs (FullBlock: kTapBlock<T>, a compile-time trip count, so the
-// sums stay in registers; a runtime count spills them). kUnit: step == 1.
+// The number of outputs of a block: kTapBlock<T> for FullBlock (a compile-time trip count, so
+// the partial sums stay in registers; a runtime count spills them), else `width`.
+template <typename T, typename Width>
+constexpr int64_t block_width(Width width) {
+  if constexpr (std::is_same_v<Width, FullBlock>) {
+    return kTapBlock<T>;
+  } else {
+    return width;
+  }
+}
+
+// One block of tap_sum: block_width(width) outputs. kUnit: step == 1.
 template <typename T, bool kUnit, typename Width>
 inline void tap_block(T* out, Width width, const T* k, int64_t l1, int64_t l2, const T* in,
                       int64_t row_stride, int64_t step, bool acc, bool skip_zeros) {
-  constexpr bool kFull = std::is_same_v<Width, FullBlock>;
-  int64_t m;
-  if constexpr (kFull) {
-    m = kTapBlock<T>;
-  } else {
-    m = width;
-  }
+  const int64_t m = block_width<T>(width);
   T s[kTapBlock<T>];
   for (int64_t j = 0; j < m; ++j) s[j] = acc ? out[j] : T(0);
   for (int64_t a = 0; a < l1; ++a) {
@@ -266,12 +270,7 @@ inline void corr2d_t_block(const T* g, int64_t Wo, T* drow, int64_t c0, Width wi
                            int64_t r, int64_t lo, int64_t hi, int64_t s1, const T* k,
                            int64_t l2) {
   constexpr bool kFull = std::is_same_v<Width, FullBlock>;
-  int64_t m;
-  if constexpr (kFull) {
-    m = kTapBlock<T>;
-  } else {
-    m = width;
-  }
+  const int64_t m = block_width<T>(width);
   T s[kTapBlock<T>];
   for (int64_t c = 0; c < m; ++c) s[c] = drow[c0 + c];
   for (int64_t i = lo; i <= hi; ++i) {
@@ -349,13 +348,7 @@ template <typename T, typename Width>
 inline void checker_block(T* out, Width width, const T* rows, int64_t Ws, int64_t j0,
                           int64_t odd_start, int64_t p2, int64_t phase, const T* k,
                           int64_t l1, int64_t l2) {
-  constexpr bool kFull = std::is_same_v<Width, FullBlock>;
-  int64_t m;
-  if constexpr (kFull) {
-    m = kTapBlock<T>;
-  } else {
-    m = width;
-  }
+  const int64_t m = block_width<T>(width);
   T s[kTapBlock<T>];
   for (int64_t j = 0; j < m; ++j) s[j] = T(0);
   for (int64_t a = 0; a < l1; ++a) {
