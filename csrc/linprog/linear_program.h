@@ -76,7 +76,8 @@ enum Op : int64_t {
 };
 constexpr int64_t kRunCols = 4;
 
-// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst, kCorr2d: accumulate into dst (+=) instead of overwriting it.
+// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst, kCorr2d:
+// accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
 

@@ -325,6 +325,18 @@ class _Uses:
         return sorted(found)
 
 
+def _hits(live: list[tuple[int, int]], r: Region) -> bool:
+    """Whether workspace intervals ``live`` and region ``r`` share an element."""
+    return r.space == WS and any(r.offset < hi and lo < r.offset + r.numel for lo, hi in live)
+
+
+def _cut(live: list[tuple[int, int]], r: Region) -> list[tuple[int, int]]:
+    """Workspace intervals ``live`` less region ``r``'s elements."""
+    return [piece for lo, hi in live
+            for piece in ((lo, min(hi, r.offset)), (max(lo, r.offset + r.numel), hi))
+            if piece[0] < piece[1]]
+
+
 def _dead_after(instrs: list[Instr], x: int, r: Region, uses: _Uses | None = None) -> bool:
     """Whether nothing after instruction ``x`` reads workspace region ``r``'s value: each part
     of it is overwritten before anything reads it (or nothing touches it again)."""
@@ -332,15 +344,10 @@ def _dead_after(instrs: list[Instr], x: int, r: Region, uses: _Uses | None = Non
     uses = uses or _Uses(instrs)
     for y in uses.between([r], x + 1, len(instrs)):
         later = instrs[y]
-        for q in _reads(later):
-            if q.space == WS and any(q.offset < hi and lo < q.offset + q.numel
-                                     for lo, hi in live):
-                return False
-        d = later.dst
-        if d.space == WS and _overwrites(later):
-            live = [piece for lo, hi in live
-                    for piece in ((lo, min(hi, d.offset)), (max(lo, d.offset + d.numel), hi))
-                    if piece[0] < piece[1]]
+        if any(_hits(live, q) for q in _reads(later)):
+            return False
+        if later.dst.space == WS and _overwrites(later):
+            live = _cut(live, later.dst)
             if not live:
                 return True
     return True
@@ -493,8 +500,7 @@ def checker_correlations(instrs: list[Instr]) -> list[Instr]:
         readers, live, written = [], [(r.offset, r.offset + r.numel)], False
         for y in uses.between([r], x + 1, len(instrs)):
             later = instrs[y]
-            touching = [q for q in _reads(later) if q.space == WS and any(
-                q.offset < hi and lo < q.offset + q.numel for lo, hi in live)]
+            touching = [q for q in _reads(later) if _hits(live, q)]
             if touching:
                 a = later.a
                 if written or later.op & ~ACCUMULATE != GATHER or touching != [a] \
@@ -502,13 +508,9 @@ def checker_correlations(instrs: list[Instr]) -> list[Instr]:
                     readers = None
                     break
                 readers.append(later.table)
-            d = later.dst
-            if d.space == WS and any(d.offset < hi and lo < d.offset + d.numel
-                                     for lo, hi in live):
+            if _hits(live, later.dst):
                 written = True
-                live = [piece for lo, hi in live
-                        for piece in ((lo, min(hi, d.offset)), (max(lo, d.offset + d.numel), hi))
-                        if piece[0] < piece[1]]
+                live = _cut(live, later.dst)
                 if not live:
                     break
         if not readers:
@@ -601,9 +603,10 @@ class Program:
         per run, ~1/25 of the table at image scale), and a scatter-add becomes one
         accumulating gather per layer (:func:`scatter_layers`): each destination adds its
         sources one at a time in increasing source index, where the CSR form adds their
-        sum (same terms, rounded differently). A gather that only feeds a linear combination
-        is fused into it (:func:`fuse_scaled_gathers`: ``SCALED_GATHER_RUNS``, bitwise the
-        same values)."""
+        sum (same terms, rounded differently). The instructions are first rewritten, each
+        value computed with the same operations in the same order (bitwise the same results):
+        :func:`fuse_scaled_gathers`, :func:`fuse_separable_pairs`,
+        :func:`checker_correlations`; then the workspace is placed afresh."""
         return self._pack(runs=True)
 
     def _pack(self, runs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -623,14 +626,15 @@ class Program:
             row = [0] * N_COLS
             row[1], row[2], row[4], row[5] = dst.operand, src.operand, dst.numel, t_off
             r = gather_runs(table) if runs else None
-            if scale:  # always runs (only fuse_scaled_gathers makes these)
-                row[0], row[6], row[14] = SCALED_GATHER_RUNS | op & ACCUMULATE, r.shape[0], c_off
-                coefs.extend(scale)
-                c_off += 1
+            # a scaled gather (only fuse_scaled_gathers makes these) is always runs
+            if scale or (r is not None and RUN_COLS * r.shape[0] < table.numel()):
+                row[0] = (SCALED_GATHER_RUNS if scale else GATHER_RUNS) | op & ACCUMULATE
+                row[6] = r.shape[0]
                 tables.append(r.flatten().to(torch.int32))
-            elif r is not None and RUN_COLS * r.shape[0] < table.numel():
-                row[0], row[6] = GATHER_RUNS | op & ACCUMULATE, r.shape[0]
-                tables.append(r.flatten().to(torch.int32))
+                if scale:
+                    row[14] = c_off
+                    coefs.extend(scale)
+                    c_off += 1
             else:
                 row[0] = op
                 tables.append(table.to(torch.int32))

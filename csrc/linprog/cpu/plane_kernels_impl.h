@@ -403,46 +403,36 @@ void checker_corr2d(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, in
 // as alpha times a gathered zero).
 template <bool kScaled, typename T>
 void gather_run(const int32_t* run, const T* src, T* dst, bool acc, T alpha) {
+  const auto value = [alpha](T v) {
+    if constexpr (kScaled) {
+      return alpha * v;
+    } else {
+      return v;
+    }
+  };
   T* d = dst + run[0];
   const int64_t len = run[1], step = run[3];
   if (run[2] < 0) {
-    if (kScaled) {
-      const T z = alpha * T(0);
-      if (acc) {
-        for (int64_t k = 0; k < len; ++k) d[k] += z;
-      } else {
-        std::fill(d, d + len, z);
-      }
-    } else if (!acc) {
-      std::fill(d, d + len, T(0));
+    if (!acc) {
+      std::fill(d, d + len, value(T(0)));
+    } else if (kScaled) {  // adding a gathered zero adds nothing, unless it is scaled
+      for (int64_t k = 0; k < len; ++k) d[k] += value(T(0));
     }
     return;
   }
   const T* s = src + run[2];
-  if constexpr (kScaled) {
-    if (step == 1) {
-      if (acc) {
-        for (int64_t k = 0; k < len; ++k) d[k] += alpha * s[k];
-      } else {
-        for (int64_t k = 0; k < len; ++k) d[k] = alpha * s[k];
-      }
-    } else if (acc) {
-      for (int64_t k = 0; k < len; ++k) d[k] += alpha * s[k * step];
-    } else {
-      for (int64_t k = 0; k < len; ++k) d[k] = alpha * s[k * step];
-    }
-    return;
-  }
   if (step == 1) {
     if (acc) {
-      for (int64_t k = 0; k < len; ++k) d[k] += s[k];
+      for (int64_t k = 0; k < len; ++k) d[k] += value(s[k]);
+    } else if (!kScaled) {
+      std::copy(s, s + len, d);  // memcpy: faster than the loop the compiler makes of it
     } else {
-      std::copy(s, s + len, d);
+      for (int64_t k = 0; k < len; ++k) d[k] = value(s[k]);
     }
   } else if (acc) {
-    for (int64_t k = 0; k < len; ++k) d[k] += s[k * step];
+    for (int64_t k = 0; k < len; ++k) d[k] += value(s[k * step]);
   } else {
-    for (int64_t k = 0; k < len; ++k) d[k] = s[k * step];
+    for (int64_t k = 0; k < len; ++k) d[k] = value(s[k * step]);
   }
 }
 
