@@ -18,11 +18,13 @@ from sstkd_ops.linprog.program import (
     GATHER_RUNS,
     SCALED_GATHER_RUNS,
     SEP_CORR_ROWS_FIRST,
+    UPSAMPLED_SEP_CORR,
     checker_correlations,
     fuse_scaled_gathers,
     fuse_separable_pairs,
     gather_runs,
     scatter_layers,
+    upsampled_sources,
 )
 from sstkd_ops.linprog.runtime import packed_on, run
 
@@ -363,6 +365,61 @@ def test_separable_pair_gives_the_same_bits(name, dtype):
     _same_bits_both_forms(prog, torch.randn(3, prog.in_numel, dtype=dtype))
 
 
+def _upsampled_case(name: str, phases=(0, 1), acc: bool = False):
+    """The (h, w) input zero-interleaved (nonzero rows and columns of parities `phases`) and
+    periodically extended by one gather, then filtered along columns and along rows (fused to
+    one SEP_CORR_ROWS_FIRST); `name` says what the program does besides ("upsampled" alone is
+    rewritten to UPSAMPLED_SEP_CORR)."""
+    h, w = 5, 7
+    g = torch.Generator().manual_seed(8)
+    b = ProgramBuilder(h, w)
+    hu, wu = 2 * h + 4, 2 * w + 5
+    table = torch.full((hu, wu), -1, dtype=torch.int64)
+    rows, cols = torch.arange(phases[0], hu, 2), torch.arange(phases[1], wu, 2)
+    table[rows[:, None], cols[None, :]] = (rows[:, None] // 2 % h) * w + cols[None, :] // 2 % w
+    if name == "nonzero off the grid":
+        table[1 - phases[0], 0] = 3
+    up = b.gather(b.input, table)
+    ho, wo = hu - 4, wu - 3
+    cols_f = b.sep_corr(up, torch.randn(5, generator=g), [1.0], (ho, wu), stride=(1, 0, 1, 0))
+    out = b.output(ho, wo - 1)
+    if acc:
+        b.gather(b.input, torch.arange(ho * (wo - 1)).view(ho, wo - 1) % (h * w), dst=out)
+    b.sep_corr(cols_f, [1.0], torch.randn(4, generator=g), (ho, wo - 1), stride=(1, 0, 1, 1),
+               dst=out)
+    if acc:  # as in an adjoint: dst += the filtered value
+        b.instrs[-1] = dataclasses.replace(b.instrs[-1], op=b.instrs[-1].op | ACCUMULATE)
+    if name == "source read again":
+        b.copy(up, b.output(hu, wu))
+    return b.build()
+
+
+@pytest.mark.parametrize("name, kept", [("upsampled", True), ("nonzero off the grid", False),
+                                        ("source read again", False)])
+def test_upsampled_sources_follow_the_rules(name, kept):
+    prog = _upsampled_case(name)
+    ops = [i.op & ~ACCUMULATE for i in upsampled_sources(fuse_separable_pairs(prog.instrs))]
+    assert (UPSAMPLED_SEP_CORR in ops) == kept
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("phases", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize("acc", [False, True])
+def test_upsampled_filter_gives_the_same_bits(phases, acc, dtype):
+    """Skipping the zeros' taps changes no bit, signed zeros, infinities and NaNs included."""
+    prog = _upsampled_case("upsampled", phases, acc)
+    assert UPSAMPLED_SEP_CORR in packed_on(prog, torch.device("cpu"), True)[0][:, 0] & ~ACCUMULATE
+    x = torch.randn(4, prog.in_numel, dtype=dtype)
+    x[1] = 0.0
+    x[2, ::2] = -0.0
+    x[3, 3], x[3, 9], x[3, 20] = float("inf"), float("-inf"), float("nan")
+    tables, runs = _both_forms(prog, x)
+    bits = torch.int32 if dtype == torch.float32 else torch.int64
+    assert torch.equal(runs.view(bits), tables.view(bits))
+    torch.testing.assert_close(runs[:3], run_torch(prog, x)[:3])
+
+
 @needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cpu_kernel_builds_agree_bitwise(monkeypatch, dtype):
@@ -421,15 +478,23 @@ def _first_run_row(fi):
 @pytest.mark.parametrize("corrupt", ["opcode", "offset", "table", "scratch", "rowptr",
                                      "run start", "run length", "run source", "run step",
                                      "run count", "run coefficient", "checker parity",
-                                     "checker width"])
+                                     "checker width", "upsampled phases", "upsampled rows"])
 def test_malformed_program_raises_instead_of_crashing(corrupt):
     prog = _random_program(6, 7, seed=6)
     if corrupt == "run coefficient":  # a scaled gather's coefficient must be in the array
         prog = _fusion_cases()["fuses"][0]
     elif corrupt.startswith("checker"):
         prog = _checker_case("quincunx")
-    fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith(("run ", "checker")))
-    if corrupt.startswith("checker"):  # a parity of 0 or 1, an even width
+    elif corrupt.startswith("upsampled"):
+        prog = _upsampled_case("upsampled")
+    fi, ft, fc, ws = _packed_copy(prog, runs=corrupt.startswith(("run ", "checker", "upsampled")))
+    if corrupt.startswith("upsampled"):  # phases 0..3; the rows read inside the source
+        q = int(torch.nonzero(fi[:, 0] == UPSAMPLED_SEP_CORR)[0])
+        if corrupt == "upsampled phases":
+            fi[q, 3] = 4
+        else:
+            fi[q, 8] += 2
+    elif corrupt.startswith("checker"):  # a parity of 0 or 1, an even width
         q = int(torch.nonzero(fi[:, 0] == CHECKER_CORR2D)[0])
         if corrupt == "checker parity":
             fi[q, 3] = 2

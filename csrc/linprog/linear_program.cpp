@@ -152,6 +152,25 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         }
         break;
       }
+      case kUpsampledSepCorr: {
+        // U (virtual) rows up to Ho - 1 + p1 + l1 - 1 are read: the last nonzero one among
+        // them is row (Ho + p1 + l1 - 2 - ph1) / 2 of the source (columns alike)
+        const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
+        const int64_t p1 = c[11], p2 = c[13], l1 = c[15], l2 = c[17];
+        const int64_t ph1 = c[3] & 1, ph2 = c[3] >> 1;
+        TORCH_CHECK(c[3] >= 0 && c[3] <= 3 && Hs >= 1 && Ws >= 1 && Ho >= 1 && Wo >= 1 &&
+                        c[10] == 1 && c[12] == 1 && p1 >= 0 && p2 >= 0 && l1 >= 1 &&
+                        l2 >= 1 && (Ho + p1 + l1 - 2 - ph1) / 2 < Hs &&
+                        (Wo + p2 + l2 - 2 - ph2) / 2 < Ws,
+                    "sstkd_ops::linear_program: instruction ", q, ": upsampled filter "
+                    "geometry out of range");
+        bounds.check(q, "src", c[2], Hs * Ws);
+        bounds.check(q, "dst", c[1], Ho * Wo);
+        TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && std::max(c[14] + l1, c[16] + l2) <= n_coefs,
+                    "sstkd_ops::linear_program: instruction ", q,
+                    ": filter coefficients out of range");
+        break;
+      }
       default:
         TORCH_CHECK(false, "sstkd_ops::linear_program: unknown opcode ", c[0],
                     " at instruction ", q);

@@ -73,10 +73,17 @@ enum Op : int64_t {
   // source rows into a row of (Wo - 1) s2 + len2 values, rounded, then filters that row; no
   // scratch (column 3 unused)
   kSepCorrRowsFirst = 12,
+  // kSepCorrRowsFirst (unit strides) of a virtual zero-interleaved source U (the C++ CPU
+  // kernel's form of the LP's synthesis filter): U[2 r + ph1, 2 c + ph2] = srcA[r, c] (srcA
+  // is (Hs, Ws), columns 6 and 7), zeros elsewhere; column 3 holds ph1 | ph2 << 1. The zeros'
+  // taps are skipped (each sum is bitwise the same: adding a finite weight times a zero to a
+  // sum started from +0 changes nothing)
+  kUpsampledSepCorr = 13,
 };
 constexpr int64_t kRunCols = 4;
 
-// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst, kCorr2d:
+// Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst,
+// kUpsampledSepCorr, kCorr2d:
 // accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;

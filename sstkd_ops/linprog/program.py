@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import math
 
 import torch
 
@@ -30,6 +31,7 @@ GATHER_RUNS = 9  # packed form only (the C++ kernel): a gather stored as runs, s
 SCALED_GATHER_RUNS = 10  # packed form only: a gather fused into a combination (fuse_scaled_gathers)
 CHECKER_CORR2D = 11  # packed form only: half the outputs of a CORR2D (checker_correlations)
 SEP_CORR_ROWS_FIRST = 12  # packed form only: two 1-D SEP_CORRs as one (fuse_separable_pairs)
+UPSAMPLED_SEP_CORR = 13  # packed form only: a filter of a zero-interleaved plane (upsampled_sources)
 ACCUMULATE = 256
 RUN_COLS = 4
 _OVERWRITE_OPS = {GATHER, SEP_CORR, CORR2D, AXPBY}
@@ -65,6 +67,8 @@ class Instr:
     f2: tuple[float, ...] = ()
     kshape: tuple[int, int] = (0, 0)  # CORR2D kernel (rows, cols); f1 holds it row-major
     parity: int = 0  # CHECKER_CORR2D: the outputs kept have (i + j) % 2 == parity
+    # UPSAMPLED_SEP_CORR: the parities (rows, columns) of the virtual source's nonzero entries
+    phases: tuple[int, int] = (0, 0)
 
 
 class ProgramBuilder:
@@ -479,6 +483,48 @@ def fuse_separable_pairs(instrs: list[Instr]) -> list[Instr]:
     return [ins for q, ins in enumerate(out) if q not in dropped]
 
 
+def upsampled_sources(instrs: list[Instr]) -> list[Instr]:
+    """The C++ CPU kernel's form of a filter of an upsampled plane (the LP's synthesis filter):
+    a ``SEP_CORR_ROWS_FIRST`` (unit strides) whose source is made by one gather, read by
+    nothing else, that puts zeros at every row or column but those of one parity (zero
+    interleaving, with the periodic extension) gathers the nonzero entries alone, into a
+    quarter-size plane, and becomes an ``UPSAMPLED_SEP_CORR`` that skips the zeros' taps.
+    Skipping a zero's product changes no sum: each starts from +0, adding a product of a
+    finite weight and a zero (+-0) leaves a sum that is +0 or nonzero unchanged, and no sum
+    becomes -0 (weights that are not finite: not rewritten).
+    """
+    out = list(instrs)
+    uses = _Uses(instrs)
+    top = max((r.offset + r.numel for ins in instrs for r in (ins.dst, ins.a, ins.b)
+               if r is not None and r.space == WS), default=0)
+    for x, ins in enumerate(instrs):
+        src = ins.a
+        if ins.op & ~ACCUMULATE != SEP_CORR_ROWS_FIRST or ins.stride[0] != 1 \
+                or ins.stride[2] != 1 or src.space != WS or min(src.h, src.w) < 2 \
+                or not all(math.isfinite(v) for v in ins.f1 + ins.f2):
+            continue
+        writers = _gather_writers(instrs, x, src, uses)
+        if writers is None or len(writers) != 1 or instrs[writers[0]].f1 \
+                or not _dead_after(instrs, x, src, uses):
+            continue
+        g = writers[0]
+        table = instrs[g].table.view(src.h, src.w)
+        nonzero = table >= 0
+        count = int(nonzero.sum())
+        phases = [(a, b) for a in (0, 1) for b in (0, 1)
+                  if int(nonzero[a::2, b::2].sum()) == count]
+        if not count or not phases:
+            continue
+        a, b = phases[0]
+        compact = table[a::2, b::2]
+        plane = Region(WS, top, *compact.shape)
+        top += plane.numel
+        out[g] = dataclasses.replace(instrs[g], dst=plane, table=compact.flatten())
+        out[x] = dataclasses.replace(ins, op=UPSAMPLED_SEP_CORR | ins.op & ACCUMULATE,
+                                     a=plane, phases=(a, b))
+    return out
+
+
 def checker_correlations(instrs: list[Instr]) -> list[Instr]:
     """The C++ CPU kernel's form of the quincunx filter banks: a ``CORR2D`` (unit strides, even
     width) whose outputs only gathers read, and only outputs ``(i, j)`` with ``i + j`` of one
@@ -606,7 +652,8 @@ class Program:
         sum (same terms, rounded differently). The instructions are first rewritten, each
         value computed with the same operations in the same order (bitwise the same results):
         :func:`fuse_scaled_gathers`, :func:`fuse_separable_pairs`,
-        :func:`checker_correlations`; then the workspace is placed afresh."""
+        :func:`upsampled_sources`, :func:`checker_correlations`; then the workspace is placed
+        afresh."""
         return self._pack(runs=True)
 
     def _pack(self, runs: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -614,8 +661,8 @@ class Program:
         t_off = c_off = scratch = 0
         instrs, ws_numel = self.instrs, self.ws_numel
         if runs:  # the C++ CPU kernel's rewrites, then the workspace placed for what is left
-            instrs = checker_correlations(fuse_separable_pairs(
-                fuse_scaled_gathers(self.unplaced or self.instrs)))
+            instrs = fuse_separable_pairs(fuse_scaled_gathers(self.unplaced or self.instrs))
+            instrs = checker_correlations(upsampled_sources(instrs))
             if self.unplaced is not None:
                 instrs, ws_numel = _assign_workspace(instrs)
         scratch_operand = (WS << SPACE_SHIFT) | ws_numel
@@ -674,9 +721,11 @@ class Program:
                 row[4] = ins.dst.numel
             corr2d = base in (CORR2D, CORR2D_T, CHECKER_CORR2D)
             if ins.a is not None:
-                forward = base in (SEP_CORR, SEP_CORR_ROWS_FIRST, CORR2D, CHECKER_CORR2D)
+                forward = base in (SEP_CORR, SEP_CORR_ROWS_FIRST, UPSAMPLED_SEP_CORR, CORR2D,
+                                   CHECKER_CORR2D)
                 src, res = (ins.a, ins.dst) if forward else (ins.dst, ins.a)
-                if corr2d or base in (SEP_CORR, SEP_CORR_T, SEP_CORR_ROWS_FIRST):
+                if corr2d or base in (SEP_CORR, SEP_CORR_T, SEP_CORR_ROWS_FIRST,
+                                      UPSAMPLED_SEP_CORR):
                     row[6], row[7], row[8], row[9] = src.h, src.w, res.h, res.w
             row[10:14] = ins.stride
             if base == SEP_CORR:
@@ -687,6 +736,8 @@ class Program:
                 scratch = max(scratch, res.h * ((res.w - 1) * ins.stride[2] + len(ins.f2)))
             elif base == CHECKER_CORR2D:
                 row[3] = ins.parity
+            elif base == UPSAMPLED_SEP_CORR:
+                row[3] = ins.phases[0] | ins.phases[1] << 1
             row[14], row[15] = c_off, ins.kshape[0] if corr2d else len(ins.f1)
             coefs.extend(ins.f1)
             c_off += len(ins.f1)

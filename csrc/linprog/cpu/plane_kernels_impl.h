@@ -178,6 +178,47 @@ void sep_corr_rows_first(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t W
   });
 }
 
+// kUpsampledSepCorr: kSepCorrRowsFirst (unit strides, phases p1, p2) of the virtual plane U
+// with U[2 r + ph1, 2 c + ph2] = src[r, c] (src is (Hs, Ws)) and zeros elsewhere, whose taps
+// are skipped. Output row i: its nonzero source rows (every other tap of f1) filtered into a
+// row t over the source columns it reaches; then the outputs j of each parity, whose nonzero
+// taps are every other tap of f2 from one end, read contiguous elements of t.
+template <typename T>
+void upsampled_sep_corr(const T* src, int64_t Ws, T* dst, int64_t Ho, int64_t Wo, int64_t p1,
+                        int64_t p2, int64_t ph1, int64_t ph2, const T* f1, int64_t l1,
+                        const T* f2, int64_t l2, bool acc, bool split) {
+  // f[b0], f[b0 + 2], ... contiguous, for b0 = 0, 1
+  std::vector<T> f1s[2], f2s[2];
+  for (int64_t a = 0; a < l1; ++a) f1s[a & 1].push_back(f1[a]);
+  for (int64_t b = 0; b < l2; ++b) f2s[b & 1].push_back(f2[b]);
+  const int64_t c_lo = std::max<int64_t>(0, (p2 - ph2 + 1) >> 1);  // first source column read
+  const int64_t c_hi = (Wo + p2 + l2 - 2 - ph2) >> 1;  // last (inclusive)
+  const int64_t m = std::max<int64_t>(0, c_hi - c_lo + 1);
+  for_range(split, Ho, m * (l1 + 1) / 2 + Wo * (l2 + 1) / 2, [&](int64_t i0, int64_t i1) {
+    std::vector<T> t(m), o((Wo + 1) / 2);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t u0 = i + p1;  // first U row of output row i
+      const int64_t a0 = (ph1 - u0) & 1;  // its first tap on a nonzero row
+      const int64_t r0 = (u0 + a0 - ph1) >> 1;
+      const int64_t na = a0 < l1 ? int64_t(f1s[a0].size()) : 0;
+      tap_sum(t.data(), m, f1s[a0].data(), na, 1, src + r0 * Ws + c_lo, Ws, 1, false, false);
+      T* d = dst + i * Wo;
+      for (int64_t jq = 0; jq < 2 && jq < Wo; ++jq) {  // outputs jq, jq + 2, ...
+        const int64_t b0 = (jq + p2 - ph2) & 1;  // their first tap on a nonzero column
+        const int64_t nb = b0 < l2 ? int64_t(f2s[b0].size()) : 0;
+        const int64_t base = ((jq + p2 + b0 - ph2) >> 1) - c_lo;
+        const int64_t nq = (Wo - jq + 1) / 2;
+        tap_sum(o.data(), nq, f2s[b0].data(), 1, nb, t.data() + base, 0, 1, false, false);
+        if (acc) {
+          for (int64_t k = 0; k < nq; ++k) d[jq + 2 * k] += o[k];
+        } else {
+          for (int64_t k = 0; k < nq; ++k) d[jq + 2 * k] = o[k];
+        }
+      }
+    }
+  });
+}
+
 // The rows i in [lo, hi] of g that reach the destination row r = s1 i + a (0 <= a < l1).
 inline void rows_reaching(int64_t r, int64_t s1, int64_t l1, int64_t Ho, int64_t& lo,
                           int64_t& hi) {
@@ -429,6 +470,13 @@ void gather_run(const int32_t* run, const T* src, T* dst, bool acc, T alpha) {
     } else {
       for (int64_t k = 0; k < len; ++k) d[k] = value(s[k]);
     }
+  } else if (step == 2) {  // a compile-time step (the rows split into even and odd columns):
+    // vectorised as loads of contiguous elements and shuffles; a runtime step is not
+    if (acc) {
+      for (int64_t k = 0; k < len; ++k) d[k] += value(s[2 * k]);
+    } else {
+      for (int64_t k = 0; k < len; ++k) d[k] = value(s[2 * k]);
+    }
   } else if (acc) {
     for (int64_t k = 0; k < len; ++k) d[k] += value(s[k * step]);
   } else {
@@ -515,6 +563,10 @@ void run_plane(const int64_t* instr, int64_t n_instr, const int32_t* tables, con
         });
         break;
       }
+      case kUpsampledSepCorr:
+        upsampled_sep_corr(a, c[7], dst, c[8], c[9], c[11], c[13], c[3] & 1, c[3] >> 1,
+                           coefs + c[14], c[15], coefs + c[16], c[17], acc, split);
+        break;
       case kCorr2d:
         corr2d(a, c[7], dst, c[8], c[9], c[10], c[11], c[12], c[13], coefs + c[14], c[15],
                c[17], acc, split);

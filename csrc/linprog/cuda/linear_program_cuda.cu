@@ -90,6 +90,7 @@ __device__ bool instruction_ok(const int64_t* c, const Limits& lim) {
     case kScaledGatherRuns:
     case kCheckerCorr2d:
     case kSepCorrRowsFirst:
+    case kUpsampledSepCorr:
     default:
       return false;
   }
