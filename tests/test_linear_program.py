@@ -188,6 +188,32 @@ def test_scatter_layers_add_every_source_once_in_order():
             op(torch.tensor([0, 1], dtype=torch.int32), *args)
 
 
+@pytest.mark.parametrize("kind", ["in range", "negative", "broadcast", "out of range"])
+def test_traced_gathers_index_like_tensors(kind):
+    """The tracer's (:, rows, cols) selections (taken from the flattened plane when the indices
+    are in range) select what the same key selects from a tensor."""
+    from sstkd_ops.contourlet.tracer import SymPlanes
+
+    h, w = 5, 7
+    b = ProgramBuilder(h, w)
+    planes = SymPlanes.of_region(b, b.input)
+    plain = torch.arange(h * w).view(1, h, w)
+    g = torch.Generator().manual_seed(9)
+    rows, cols = torch.randint(0, h, (4, 6), generator=g), torch.randint(0, w, (4, 6), generator=g)
+    if kind == "negative":
+        rows[0, 0], cols[1, 2] = -1, -w
+    elif kind == "broadcast":
+        rows, cols = rows[:, :1], cols[:1, :]
+    elif kind == "out of range":
+        cols[2, 3] = w
+        with pytest.raises(IndexError):
+            planes[:, rows, cols]
+        return
+    picked = planes[:, rows, cols]
+    assert picked.shape == plain[:, rows, cols].shape
+    assert len(picked.terms) == 1 and torch.equal(picked.terms[0][2], plain[:, rows, cols])
+
+
 def _both_forms(prog, x):
     """``prog`` on ``x`` through the C++ kernel from its table form (``packed``, as traced)
     and from its runs form (``packed_runs``, rewritten)."""

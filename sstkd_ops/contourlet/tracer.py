@@ -50,12 +50,32 @@ class SymPlanes:
 
     def _map_tables(self, fn) -> SymPlanes:
         terms = [(c, r, fn(t)) for c, r, t in self.terms]
-        shape = fn(torch.zeros(self.shape, dtype=torch.int64)).shape
+        # the new shape from a table without data (a plane of zeros cost as much as a term)
+        shape = fn(torch.empty(self.shape, dtype=torch.int64, device="meta")).shape
         return SymPlanes(self.builder, shape, terms)
 
     # -- selections ----------------------------------------------------------------------
     def __getitem__(self, key) -> SymPlanes:
+        flat = self._flat_index(key)
+        if flat is not None:  # the same values as t[key], by torch.take: ~3x faster
+            return self._map_tables(lambda t: torch.take(t, flat).unsqueeze(0))
         return self._map_tables(lambda t: t[key])
+
+    def _flat_index(self, key) -> torch.Tensor | None:
+        """For ``key = (:, rows, cols)`` (integer tensors in range: the resamplings' and
+        extensions' gathers) on one ``(1, H, W)`` plane, the index into the flattened plane
+        that ``t[key]`` reads; None for any other key (``t[key]`` then runs as it is)."""
+        if not (isinstance(key, tuple) and len(key) == 3 and key[0] == slice(None)
+                and len(self.shape) == 3 and self.shape[0] == 1
+                and all(torch.is_tensor(k) and k.dtype in (torch.int32, torch.int64)
+                        for k in key[1:])):
+            return None
+        h, w = self.shape[1:]
+        rows, cols = key[1], key[2]
+        if rows.numel() == 0 or cols.numel() == 0 or int(rows.min()) < 0 \
+                or int(rows.max()) >= h or int(cols.min()) < 0 or int(cols.max()) >= w:
+            return None  # negative or out-of-range indices: t[key]'s own rules
+        return rows.long() * w + cols.long()
 
     def reshape(self, *shape) -> SymPlanes:
         shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
