@@ -70,6 +70,9 @@ def _exercise(tag, level_counts: tuple[int, ...], contourlet: bool) -> None:
     import torch
 
     import sstkd_ops
+    from sstkd_ops.contourlet.tracer import programs
+    from sstkd_ops.linprog.runtime import packed_on
+    from sstkd_ops.linprog.triton_kernel import run as run_program
 
     for dtype in (torch.float32, torch.float64):
         for levels in level_counts:
@@ -93,6 +96,11 @@ def _exercise(tag, level_counts: tuple[int, ...], contourlet: bool) -> None:
         low, bands = sstkd_ops.pdfb_dec(x, "9-7", "pkva", (2, 3), backend="triton")
         rec = sstkd_ops.pdfb_rec(low, bands, "9-7", "pkva", backend="triton")
         (rec.sum() + low.sum() + sum(b.sum() for lev in bands for b in lev)).backward()
+        # an image's launches: one per instruction, several program instances per plane
+        prog = programs("pdfb_dec", ((32, 32),), "9-7", "pkva", (2, 3))[0]
+        instr, tables, coefs, ws = packed_on(prog, torch.device("cpu"))
+        run_program(torch.randn(1, prog.in_numel, dtype=dtype), instr, tables, coefs,
+                    prog.out_numel, ws, split=2)
 
 
 def record(out: Path, level_counts: tuple[int, ...], contourlet: bool) -> int:

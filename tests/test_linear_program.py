@@ -652,3 +652,44 @@ def test_triton_kernels_match_torch_interpreter(dtype):
     torch.testing.assert_close(run(prog, x, "triton"), run_torch(prog, x), rtol=tol, atol=tol)
     y = torch.randn(2, prog.out_numel, dtype=dtype)
     torch.testing.assert_close(run(adj, y, "triton"), run_torch(adj, y), rtol=tol, atol=tol)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_split_planes_give_the_same_bits(dtype):
+    """An image on a GPU runs each instruction on its own launch, its blocks of outputs spread
+    over several program instances per plane: every output computed as by one instance."""
+    from sstkd_ops.linprog.triton_kernel import BLOCK
+    from sstkd_ops.linprog.triton_kernel import run as run_triton
+
+    prog = _random_program(40, 60, seed=12)  # every kind of instruction, several blocks each
+    for p in (prog, prog.adjoint()):
+        instr, tables, coefs, ws = packed_on(p, torch.device("cpu"))
+        x = torch.randn(2, p.in_numel, dtype=dtype)
+        whole = run_triton(x, instr, tables, coefs, p.out_numel, ws, split=0)
+        assert p.out_numel > 2 * BLOCK
+        for parts in (3,):
+            split = run_triton(x, instr, tables, coefs, p.out_numel, ws, split=parts)
+            assert torch.equal(split, whole), parts
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gpu_image_split_gives_the_bits_of_whole_planes(backend, dtype):
+    """One 320^2 plane (an image: fewer planes than SMs) runs each instruction over the whole
+    GPU; as many copies of it as SMs run whole planes per block. The same bits, and the
+    interpreter's value."""
+    from sstkd_ops.contourlet.tracer import programs
+
+    if backend == "cuda" and not _backend.has_cuda_kernels():
+        pytest.skip("extension built without CUDA kernels")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for prog in programs("pdfb_dec", ((320, 320),), "5-3", "9-7", (2, 3)):  # and its adjoint
+        x = torch.randn(1, prog.in_numel, dtype=dtype, device="cuda")
+        image = run(prog, x, backend)
+        planes = run(prog, x.expand(sms, -1), backend)
+        assert torch.equal(image[0], planes[0]) and torch.equal(planes[0], planes[-1])
+        tol = {torch.float32: 1e-4, torch.float64: 1e-10}[dtype]
+        torch.testing.assert_close(image.cpu(), run_torch(prog, x.cpu()), rtol=tol, atol=tol)

@@ -2,7 +2,9 @@
 //
 // Persistent blocks: block b runs the whole program on planes b, b + gridDim.x, ... with its
 // own slice of a global workspace, reused from plane to plane. Threads of a block split each
-// instruction's outputs; __syncthreads() separates instructions. Every transpose is
+// instruction's outputs; __syncthreads() separates instructions. An image (fewer planes than
+// SMs, each of at least 256^2 values) would keep most SMs idle that way: each instruction is
+// then launched on its own over about 4 blocks per SM (linear_program_split_kernel). Every transpose is
 // evaluated in gather form (each output sums its own inputs), so there are no atomics and
 // results are deterministic.
 //
@@ -96,10 +98,17 @@ __device__ bool instruction_ok(const int64_t* c, const Limits& lim) {
   }
 }
 
+// The elements a thread computes: first, first + step, ... (a block's threads over one
+// plane: threadIdx.x, blockDim.x; the blocks of a split instruction: the whole grid row).
+struct Lanes {
+  int64_t first;
+  int64_t step;
+};
+
 template <typename T>
 __device__ void run_instruction(const int64_t* c, const int32_t* tables,
                                 const double* coefs, const PlaneSpaces<T>& sp,
-                                const Limits& lim) {
+                                const Limits& lim, Lanes lanes, bool direct) {
   const bool acc = (c[0] & kAccumulate) != 0;
   const int64_t op = c[0] & ~kAccumulate;
   T* dst = sp.ptr(c[1]);
@@ -115,7 +124,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
     case kGather: {
       const int32_t* tab = tables + c[5];
       const int64_t room = lim.room(c[2]);
-      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      for (int64_t k = lanes.first; k < n; k += lanes.step) {
         const int32_t t = tab[k];
         const T v = (t >= 0 && t < room) ? a[t] : T(0);
         dst[k] = acc ? dst[k] + v : v;
@@ -127,7 +136,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       const int32_t* col = rowptr + n + 1;
       const int64_t room = lim.room(c[2]);
       const int64_t n_col = lim.n_tables - (c[5] + n + 1);
-      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      for (int64_t k = lanes.first; k < n; k += lanes.step) {
         T s = T(0);
         const int64_t lo = rowptr[k] < 0 ? 0 : rowptr[k];
         const int64_t hi = rowptr[k + 1] > n_col ? n_col : rowptr[k + 1];
@@ -140,22 +149,37 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       break;
     }
     case kZero:
-      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] = T(0);
+      for (int64_t k = lanes.first; k < n; k += lanes.step) dst[k] = T(0);
       break;
     case kAxpby: {
       const T* b = sp.ptr(c[3]);
       const T alpha = static_cast<T>(f1[0]), beta = static_cast<T>(f2[0]);
-      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] = alpha * a[k] + beta * b[k];
+      for (int64_t k = lanes.first; k < n; k += lanes.step) dst[k] = alpha * a[k] + beta * b[k];
       break;
     }
     case kAxpy: {
       const T alpha = static_cast<T>(f1[0]);
-      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) dst[k] += alpha * a[k];
+      for (int64_t k = lanes.first; k < n; k += lanes.step) dst[k] += alpha * a[k];
       break;
     }
     case kSepCorr: {
+      if (direct) {  // each output sums its rows' column passes itself (no scratch): the same
+        // sums as the two passes below, whose intermediate values are these `part`s
+        for (int64_t e = lanes.first; e < Ho * Wo; e += lanes.step) {
+          const int64_t i = e / Wo, j = e % Wo;
+          T v = T(0);
+          for (int64_t q = 0; q < l1; ++q) {
+            const T* s = a + (i * s1 + q + p1) * Ws + p2 + j * s2;
+            T part = T(0);
+            for (int64_t b = 0; b < l2; ++b) part += static_cast<T>(f2[b]) * s[b];
+            v += static_cast<T>(f1[q]) * part;
+          }
+          dst[e] = acc ? dst[e] + v : v;
+        }
+        break;
+      }
       const int64_t rows = (Ho - 1) * s1 + l1;
-      for (int64_t e = threadIdx.x; e < rows * Wo; e += blockDim.x) {
+      for (int64_t e = lanes.first; e < rows * Wo; e += lanes.step) {
         const int64_t r = e / Wo, j = e % Wo;
         const T* s = a + (r + p1) * Ws + p2 + j * s2;
         T v = T(0);
@@ -163,7 +187,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
         tmp[e] = v;
       }
       __syncthreads();
-      for (int64_t e = threadIdx.x; e < Ho * Wo; e += blockDim.x) {
+      for (int64_t e = lanes.first; e < Ho * Wo; e += lanes.step) {
         const int64_t i = e / Wo, j = e % Wo;
         T v = T(0);
         for (int64_t q = 0; q < l1; ++q) {
@@ -177,7 +201,25 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       // a is (Ho, Wo); dst is (Hs, Ws). tmp[i, col] for col in the touched column span.
       const int64_t wspan = (Wo - 1) * s2 + l2;
       const int64_t hspan = (Ho - 1) * s1 + l1;
-      for (int64_t e = threadIdx.x; e < Ho * wspan; e += blockDim.x) {
+      if (direct) {  // as below, each destination computing the intermediate values it reads
+        for (int64_t e = lanes.first; e < hspan * wspan; e += lanes.step) {
+          const int64_t r = e / wspan, cc = e % wspan;
+          T v = T(0);
+          for (int64_t q = r % s1; q < l1; q += s1) {
+            const int64_t i = (r - q) / s1;
+            if (r < q || i >= Ho) continue;
+            T part = T(0);
+            for (int64_t b = cc % s2; b < l2; b += s2) {
+              const int64_t j = (cc - b) / s2;
+              if (cc >= b && j < Wo) part += static_cast<T>(f2[b]) * a[i * Wo + j];
+            }
+            v += static_cast<T>(f1[q]) * part;
+          }
+          dst[(r + p1) * Ws + p2 + cc] += v;
+        }
+        break;
+      }
+      for (int64_t e = lanes.first; e < Ho * wspan; e += lanes.step) {
         const int64_t i = e / wspan, cc = e % wspan;
         T v = T(0);
         for (int64_t b = cc % s2; b < l2; b += s2) {
@@ -187,7 +229,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
         tmp[e] = v;
       }
       __syncthreads();
-      for (int64_t e = threadIdx.x; e < hspan * wspan; e += blockDim.x) {
+      for (int64_t e = lanes.first; e < hspan * wspan; e += lanes.step) {
         const int64_t r = e / wspan, cc = e % wspan;
         T v = T(0);
         for (int64_t q = r % s1; q < l1; q += s1) {
@@ -199,7 +241,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       break;
     }
     case kCorr2d: {
-      for (int64_t e = threadIdx.x; e < Ho * Wo; e += blockDim.x) {
+      for (int64_t e = lanes.first; e < Ho * Wo; e += lanes.step) {
         const int64_t i = e / Wo, j = e % Wo;
         T v = T(0);
         for (int64_t q = 0; q < l1; ++q) {
@@ -213,7 +255,7 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
     case kCorr2dT: {
       const int64_t wspan = (Wo - 1) * s2 + l2;
       const int64_t hspan = (Ho - 1) * s1 + l1;
-      for (int64_t e = threadIdx.x; e < hspan * wspan; e += blockDim.x) {
+      for (int64_t e = lanes.first; e < hspan * wspan; e += lanes.step) {
         const int64_t r = e / wspan, cc = e % wspan;
         T v = T(0);
         for (int64_t q = r % s1; q < l1; q += s1) {
@@ -245,10 +287,29 @@ __global__ void __launch_bounds__(kThreads)
     PlaneSpaces<T> sp{x + p * in_numel, out + p * out_numel, ws};
     for (int64_t q = 0; q < n_instr; ++q) {
       const int64_t* c = instr + q * kInstrCols;
-      if (instruction_ok(c, lim)) run_instruction<T>(c, tables, coefs, sp, lim);
+      if (instruction_ok(c, lim)) {
+        run_instruction<T>(c, tables, coefs, sp, lim, Lanes{threadIdx.x, blockDim.x}, false);
+      }
       __syncthreads();
     }
   }
+}
+
+// An image (fewer planes than SMs): instruction q alone, on every plane, block (x, p) taking
+// its share of plane p's outputs; the launches order the instructions. Each output is
+// computed as in linear_program_kernel (the same bits).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    linear_program_split_kernel(const T* __restrict__ x, T* __restrict__ out,
+                                T* __restrict__ ws_all, const int64_t* __restrict__ instr,
+                                int64_t q, const int32_t* __restrict__ tables,
+                                const double* __restrict__ coefs, Limits lim) {
+  const int64_t p = blockIdx.y;
+  PlaneSpaces<T> sp{x + p * lim.space[0], out + p * lim.space[1], ws_all + p * lim.space[2]};
+  const int64_t* c = instr + q * kInstrCols;
+  const Lanes lanes{static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x,
+                    static_cast<int64_t>(gridDim.x) * blockDim.x};
+  if (instruction_ok(c, lim)) run_instruction<T>(c, tables, coefs, sp, lim, lanes, true);
 }
 
 // SM count and L2 bytes of a device, read once per device.
@@ -285,14 +346,31 @@ at::Tensor linear_program_cuda(const at::Tensor& x, const at::Tensor& instr,
   const int64_t planes = xc.size(0);
   auto out = at::empty({planes, out_numel}, xc.options());
   if (planes == 0 || ic.size(0) == 0) return out;
-  // Blocks: every SM busy, and up to 4 per SM while the live workspaces fit half the L2.
   const DeviceShape shape = device_shape(x.device().index());
+  const Limits lim{{xc.size(1), out_numel, ws_numel}, tc.numel(), cc.numel()};
+  if (planes < shape.sms && xc.size(1) >= (int64_t(1) << 16) && planes <= 65535) {
+    // An image: one launch per instruction, about 4 blocks per SM over the planes (the
+    // instruction table stays on the device: nothing is read back).
+    const int64_t parts = std::max<int64_t>(1, int64_t(4) * shape.sms / planes);
+    auto ws = at::empty({planes, std::max<int64_t>(ws_numel, 1)}, xc.options());
+    AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cuda_split", [&] {
+      for (int64_t q = 0; q < ic.size(0); ++q) {
+        linear_program_split_kernel<scalar_t>
+            <<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(planes)), kThreads, 0,
+               c10::cuda::getCurrentCUDAStream()>>>(
+                xc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), ws.data_ptr<scalar_t>(),
+                ic.data_ptr<int64_t>(), q, tc.data_ptr<int32_t>(), cc.data_ptr<double>(), lim);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
+    return out;
+  }
+  // Blocks: every SM busy, and up to 4 per SM while the live workspaces fit half the L2.
   const int64_t ws_bytes = std::max<int64_t>(ws_numel, 1) * xc.element_size();
   const int64_t fit = (static_cast<int64_t>(shape.l2_bytes) / 2) / ws_bytes;
   const int64_t blocks = std::min<int64_t>(
       planes, std::max<int64_t>(shape.sms, std::min<int64_t>(fit, int64_t(4) * shape.sms)));
   auto ws = at::empty({blocks, std::max<int64_t>(ws_numel, 1)}, xc.options());
-  const Limits lim{{xc.size(1), out_numel, ws_numel}, tc.numel(), cc.numel()};
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "linear_program_cuda", [&] {
     linear_program_kernel<scalar_t>
         <<<static_cast<unsigned>(blocks), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
