@@ -105,6 +105,33 @@ struct Lanes {
   int64_t step;
 };
 
+// The value a transposed correlation adds at destination (r, cc) (gather form): the source
+// elements (i, j) reaching it, i = (r - q) / s1, j = (cc - b) / s2, in increasing q, then b.
+// kSep: f1[q] times the row's sum of f2[b] a[i, j] (the rounding of kSepCorrT's two passes);
+// else the 2-D kernel K[q, b] = f1[q l2 + b] (kCorr2dT).
+template <typename T, bool kSep>
+__device__ T transposed_sum(const T* a, int64_t r, int64_t cc, int64_t Ho, int64_t Wo,
+                            int64_t s1, int64_t s2, const double* f1, int64_t l1,
+                            const double* f2, int64_t l2) {
+  T v = T(0);
+  for (int64_t q = r % s1; q < l1; q += s1) {
+    const int64_t i = (r - q) / s1;
+    if (r < q || i >= Ho) continue;
+    T part = T(0);
+    for (int64_t b = cc % s2; b < l2; b += s2) {
+      const int64_t j = (cc - b) / s2;
+      if (cc < b || j >= Wo) continue;
+      if constexpr (kSep) {
+        part += static_cast<T>(f2[b]) * a[i * Wo + j];
+      } else {
+        v += static_cast<T>(f1[q * l2 + b]) * a[i * Wo + j];
+      }
+    }
+    if constexpr (kSep) v += static_cast<T>(f1[q]) * part;
+  }
+  return v;
+}
+
 template <typename T>
 __device__ void run_instruction(const int64_t* c, const int32_t* tables,
                                 const double* coefs, const PlaneSpaces<T>& sp,
@@ -204,18 +231,8 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       if (direct) {  // as below, each destination computing the intermediate values it reads
         for (int64_t e = lanes.first; e < hspan * wspan; e += lanes.step) {
           const int64_t r = e / wspan, cc = e % wspan;
-          T v = T(0);
-          for (int64_t q = r % s1; q < l1; q += s1) {
-            const int64_t i = (r - q) / s1;
-            if (r < q || i >= Ho) continue;
-            T part = T(0);
-            for (int64_t b = cc % s2; b < l2; b += s2) {
-              const int64_t j = (cc - b) / s2;
-              if (cc >= b && j < Wo) part += static_cast<T>(f2[b]) * a[i * Wo + j];
-            }
-            v += static_cast<T>(f1[q]) * part;
-          }
-          dst[(r + p1) * Ws + p2 + cc] += v;
+          dst[(r + p1) * Ws + p2 + cc] +=
+              transposed_sum<T, true>(a, r, cc, Ho, Wo, s1, s2, f1, l1, f2, l2);
         }
         break;
       }
@@ -257,16 +274,8 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       const int64_t hspan = (Ho - 1) * s1 + l1;
       for (int64_t e = lanes.first; e < hspan * wspan; e += lanes.step) {
         const int64_t r = e / wspan, cc = e % wspan;
-        T v = T(0);
-        for (int64_t q = r % s1; q < l1; q += s1) {
-          const int64_t i = (r - q) / s1;
-          if (r < q || i >= Ho) continue;
-          for (int64_t b = cc % s2; b < l2; b += s2) {
-            const int64_t j = (cc - b) / s2;
-            if (cc >= b && j < Wo) v += static_cast<T>(f1[q * l2 + b]) * a[i * Wo + j];
-          }
-        }
-        dst[(r + p1) * Ws + p2 + cc] += v;
+        dst[(r + p1) * Ws + p2 + cc] +=
+            transposed_sum<T, false>(a, r, cc, Ho, Wo, s1, s2, f1, l1, f2, l2);
       }
       break;
     }
