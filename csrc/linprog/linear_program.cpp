@@ -113,15 +113,24 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
       case kSepCorrRowsFirst:
       case kCorr2d:
       case kCorr2dT:
-      case kCheckerCorr2d: {
+      case kCheckerCorr2d:
+      case kUpsampledSepCorr: {
         const bool transposed = (op == kSepCorrT || op == kCorr2dT);
-        const bool sep = (op == kSepCorr || op == kSepCorrT || op == kSepCorrRowsFirst);
+        const bool upsampled = op == kUpsampledSepCorr;
+        const bool sep = (op == kSepCorr || op == kSepCorrT || op == kSepCorrRowsFirst ||
+                          upsampled);
         const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
         const int64_t s1 = c[10], p1 = c[11], s2 = c[12], p2 = c[13];
         const int64_t l1 = c[15], l2 = c[17];
+        // an upsampled filter reads its virtual plane's rows up to Ho - 1 + p1 + l1 - 1, the
+        // last nonzero one being source row (Ho + p1 + l1 - 2 - ph1) / 2 (columns alike)
+        const int64_t ph1 = c[3] & 1, ph2 = c[3] >> 1;
+        const bool inside =
+            upsampled ? c[3] >= 0 && c[3] <= 3 && s1 == 1 && s2 == 1 &&
+                            (Ho + p1 + l1 - 2 - ph1) / 2 < Hs && (Wo + p2 + l2 - 2 - ph2) / 2 < Ws
+                      : (Ho - 1) * s1 + p1 + l1 <= Hs && (Wo - 1) * s2 + p2 + l2 <= Ws;
         TORCH_CHECK(Ho >= 1 && Wo >= 1 && s1 >= 1 && s2 >= 1 && p1 >= 0 && p2 >= 0 &&
-                        l1 >= 1 && l2 >= 1 && (Ho - 1) * s1 + p1 + l1 <= Hs &&
-                        (Wo - 1) * s2 + p2 + l2 <= Ws,
+                        l1 >= 1 && l2 >= 1 && inside,
                     "sstkd_ops::linear_program: instruction ", q, ": filter geometry "
                     "out of range");
         const bool checker = op == kCheckerCorr2d;
@@ -133,7 +142,7 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
         const int64_t ncoef = sep ? std::max(c[14] + l1, c[16] + l2) : c[14] + l1 * l2;
         TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && ncoef <= n_coefs, "sstkd_ops::linear_program:"
                     " instruction ", q, ": filter coefficients out of range");
-        if (sep && op != kSepCorrRowsFirst) {
+        if (sep && op != kSepCorrRowsFirst && !upsampled) {  // the ops with a scratch
           const int64_t need = sep_scratch_numel(c);
           TORCH_CHECK((c[3] >> kSpaceShift) == 2, "sstkd_ops::linear_program: instruction ",
                       q, ": the separable scratch must be in the workspace");
@@ -150,25 +159,6 @@ void validate_program(const int64_t* instr, int64_t n_instr, const int32_t* tabl
                         "scratch overlaps an operand");
           }
         }
-        break;
-      }
-      case kUpsampledSepCorr: {
-        // U (virtual) rows up to Ho - 1 + p1 + l1 - 1 are read: the last nonzero one among
-        // them is row (Ho + p1 + l1 - 2 - ph1) / 2 of the source (columns alike)
-        const int64_t Hs = c[6], Ws = c[7], Ho = c[8], Wo = c[9];
-        const int64_t p1 = c[11], p2 = c[13], l1 = c[15], l2 = c[17];
-        const int64_t ph1 = c[3] & 1, ph2 = c[3] >> 1;
-        TORCH_CHECK(c[3] >= 0 && c[3] <= 3 && Hs >= 1 && Ws >= 1 && Ho >= 1 && Wo >= 1 &&
-                        c[10] == 1 && c[12] == 1 && p1 >= 0 && p2 >= 0 && l1 >= 1 &&
-                        l2 >= 1 && (Ho + p1 + l1 - 2 - ph1) / 2 < Hs &&
-                        (Wo + p2 + l2 - 2 - ph2) / 2 < Ws,
-                    "sstkd_ops::linear_program: instruction ", q, ": upsampled filter "
-                    "geometry out of range");
-        bounds.check(q, "src", c[2], Hs * Ws);
-        bounds.check(q, "dst", c[1], Ho * Wo);
-        TORCH_CHECK(c[14] >= 0 && c[16] >= 0 && std::max(c[14] + l1, c[16] + l2) <= n_coefs,
-                    "sstkd_ops::linear_program: instruction ", q,
-                    ": filter coefficients out of range");
         break;
       }
       default:

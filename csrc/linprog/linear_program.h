@@ -83,8 +83,7 @@ enum Op : int64_t {
 constexpr int64_t kRunCols = 4;
 
 // Added to kGather, kGatherRuns, kScaledGatherRuns, kSepCorr, kSepCorrRowsFirst,
-// kUpsampledSepCorr, kCorr2d:
-// accumulate into dst (+=) instead of overwriting it.
+// kUpsampledSepCorr, kCorr2d: accumulate into dst (+=) instead of overwriting it.
 // (kScatterAdd, kSepCorrT, kCorr2dT and kAxpy always accumulate.)
 constexpr int64_t kAccumulate = 256;
 

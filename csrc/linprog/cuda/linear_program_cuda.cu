@@ -4,9 +4,9 @@
 // own slice of a global workspace, reused from plane to plane. Threads of a block split each
 // instruction's outputs; __syncthreads() separates instructions. An image (fewer planes than
 // SMs, each of at least 256^2 values) would keep most SMs idle that way: each instruction is
-// then launched on its own over about 4 blocks per SM (linear_program_split_kernel). Every transpose is
-// evaluated in gather form (each output sums its own inputs), so there are no atomics and
-// results are deterministic.
+// then launched on its own over about 4 blocks per SM (linear_program_split_kernel). Every
+// transpose is evaluated in gather form (each output sums its own inputs), so there are no
+// atomics and results are deterministic.
 //
 // Decomposition: one plane's working set is its workspace (ws_numel, the separable scratch
 // included). The grid is sized so that the live workspaces fit the L2: one block per SM at
@@ -105,6 +105,29 @@ struct Lanes {
   int64_t step;
 };
 
+// Output (i, j) of a valid correlation: the source rows i s1 + q + p1 (q < l1), each row's
+// columns j s2 + p2 + b (b < l2), in increasing q, then b. kSep: f1[q] times the row's sum of
+// f2[b] a[...] (the rounding of kSepCorr's two passes); else K[q, b] = f1[q l2 + b] (kCorr2d).
+template <typename T, bool kSep>
+__device__ T forward_sum(const T* a, int64_t i, int64_t j, int64_t Ws, int64_t s1, int64_t p1,
+                         int64_t s2, int64_t p2, const double* f1, int64_t l1,
+                         const double* f2, int64_t l2) {
+  T v = T(0);
+  for (int64_t q = 0; q < l1; ++q) {
+    const T* s = a + (i * s1 + q + p1) * Ws + p2 + j * s2;
+    T part = T(0);
+    for (int64_t b = 0; b < l2; ++b) {
+      if constexpr (kSep) {
+        part += static_cast<T>(f2[b]) * s[b];
+      } else {
+        v += static_cast<T>(f1[q * l2 + b]) * s[b];
+      }
+    }
+    if constexpr (kSep) v += static_cast<T>(f1[q]) * part;
+  }
+  return v;
+}
+
 // The value a transposed correlation adds at destination (r, cc) (gather form): the source
 // elements (i, j) reaching it, i = (r - q) / s1, j = (cc - b) / s2, in increasing q, then b.
 // kSep: f1[q] times the row's sum of f2[b] a[i, j] (the rounding of kSepCorrT's two passes);
@@ -193,14 +216,8 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
       if (direct) {  // each output sums its rows' column passes itself (no scratch): the same
         // sums as the two passes below, whose intermediate values are these `part`s
         for (int64_t e = lanes.first; e < Ho * Wo; e += lanes.step) {
-          const int64_t i = e / Wo, j = e % Wo;
-          T v = T(0);
-          for (int64_t q = 0; q < l1; ++q) {
-            const T* s = a + (i * s1 + q + p1) * Ws + p2 + j * s2;
-            T part = T(0);
-            for (int64_t b = 0; b < l2; ++b) part += static_cast<T>(f2[b]) * s[b];
-            v += static_cast<T>(f1[q]) * part;
-          }
+          const T v = forward_sum<T, true>(a, e / Wo, e % Wo, Ws, s1, p1, s2, p2, f1, l1, f2,
+                                           l2);
           dst[e] = acc ? dst[e] + v : v;
         }
         break;
@@ -259,12 +276,8 @@ __device__ void run_instruction(const int64_t* c, const int32_t* tables,
     }
     case kCorr2d: {
       for (int64_t e = lanes.first; e < Ho * Wo; e += lanes.step) {
-        const int64_t i = e / Wo, j = e % Wo;
-        T v = T(0);
-        for (int64_t q = 0; q < l1; ++q) {
-          const T* s = a + (i * s1 + q + p1) * Ws + p2 + j * s2;
-          for (int64_t b = 0; b < l2; ++b) v += static_cast<T>(f1[q * l2 + b]) * s[b];
-        }
+        const T v = forward_sum<T, false>(a, e / Wo, e % Wo, Ws, s1, p1, s2, p2, f1, l1, f2,
+                                          l2);
         dst[e] = acc ? dst[e] + v : v;
       }
       break;
